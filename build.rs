@@ -1,0 +1,21 @@
+// Binaries must run with no environment set, on CPU and GPU machines alike:
+// - an rpath to the libtorch we were built against (no LD_LIBRARY_PATH);
+// - `libtorch` linked with --no-as-needed, so the linker keeps `libtorch_cuda`
+//   (nothing references it by symbol; without it CUDA is never found at run time,
+//   tch-rs issues #907 and #980).
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
+        return;
+    }
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if os != "linux" {
+        return;
+    }
+    if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
+    }
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-ltorch");
+}

@@ -1,0 +1,11 @@
+//! hpcml: GPU- and MPI-ready machine-learning workloads for HPC clusters.
+//!
+//! Shared parts: [`cluster`] (the MPI world), [`device`] (CPU/GPU placement and
+//! threads), [`report`] (tables, JSON, plots, progress), [`cli`] (exit codes and
+//! the MPI-aware main). One folder per workload beside them.
+
+pub mod cli;
+pub mod cluster;
+pub mod device;
+pub mod pi;
+pub mod report;

@@ -1,0 +1,318 @@
+//! PNG plots with plotters: line charts (linear or log axes) and heatmaps. The
+//! font is embedded (DejaVu Sans), so plots render the same in a bare container.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Context, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+
+use super::files::{replace_with, temp_path};
+
+static FONTS: Once = Once::new();
+
+fn fonts() {
+    FONTS.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+/// The colours series take in order (matplotlib's default cycle, so plots look
+/// like the tutorials').
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
+        Series { name: name.into(), points }
+    }
+}
+
+pub struct LinePlot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+    pub width: u32,
+    pub height: u32,
+    /// Marks each point, for sparse data such as one point per matrix size.
+    pub markers: bool,
+}
+
+impl LinePlot {
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> LinePlot {
+        LinePlot {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            log_x: false,
+            log_y: false,
+            series: Vec::new(),
+            width: 1000,
+            height: 640,
+            markers: false,
+        }
+    }
+
+    /// Renders to `path` (PNG), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fonts();
+        let pts: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0) && (!self.log_y || *y > 0.0))
+            .collect();
+        if pts.is_empty() {
+            return Err(anyhow!("nothing to plot for {}: no finite data points", path.display()));
+        }
+        let xr = span(pts.iter().map(|p| p.0), self.log_x);
+        let yr = span(pts.iter().map(|p| p.1), self.log_y);
+        render_atomic(path, |tmp| match (self.log_x, self.log_y) {
+            (false, false) => self.draw(tmp, xr, yr),
+            (true, false) => self.draw(tmp, xr.log_scale(), yr),
+            (false, true) => self.draw(tmp, xr, yr.log_scale()),
+            (true, true) => self.draw(tmp, xr.log_scale(), yr.log_scale()),
+        })
+    }
+
+    fn draw<X, Y>(&self, file: &Path, x: X, y: Y) -> Result<()>
+    where
+        X: AsRangedCoord<Value = f64>,
+        Y: AsRangedCoord<Value = f64>,
+        X::CoordDescType: ValueFormatter<f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        let root = BitMapBackend::new(file, (self.width, self.height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&self.title, ("sans-serif", 26))
+            .margin(16)
+            .x_label_area_size(56)
+            .y_label_area_size(90)
+            .build_cartesian_2d(x, y)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .axis_desc_style(("sans-serif", 20))
+            .label_style(("sans-serif", 16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(plot_err)?;
+        for (i, s) in self.series.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| {
+                    x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0) && (!self.log_y || *y > 0.0)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3)));
+            if self.markers {
+                chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, colour.filled()))).map_err(plot_err)?;
+            }
+        }
+        if self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty()) {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 16))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+        Ok(())
+    }
+}
+
+/// A heatmap of a matrix with its values written in the cells, e.g. a confusion
+/// matrix (rows: true class, columns: predicted class).
+pub struct Heatmap {
+    pub title: String,
+    pub row_label: String,
+    pub col_label: String,
+    pub rows: Vec<String>,
+    pub cols: Vec<String>,
+    pub values: Vec<Vec<f64>>,
+}
+
+impl Heatmap {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fonts();
+        let (nr, nc) = (self.rows.len(), self.cols.len());
+        if nr == 0 || nc == 0 || self.values.len() != nr || self.values.iter().any(|r| r.len() != nc) {
+            return Err(anyhow!("heatmap {}: values must be {nr} x {nc}", path.display()));
+        }
+        let max = self.values.iter().flatten().copied().fold(0.0f64, f64::max).max(1e-12);
+        let side = (120 * nc.max(nr) as u32).clamp(480, 1600);
+        render_atomic(path, |tmp| {
+            let root = BitMapBackend::new(tmp, (side + 200, side + 160)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, ("sans-serif", 26))
+                .margin(20)
+                .x_label_area_size(60)
+                .y_label_area_size(140)
+                .build_cartesian_2d(0..nc, 0..nr)
+                .map_err(plot_err)?;
+            let rows = self.rows.clone();
+            let cols = self.cols.clone();
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(nc)
+                .y_labels(nr)
+                .x_label_offset(0)
+                .x_desc(&self.col_label)
+                .y_desc(&self.row_label)
+                .axis_desc_style(("sans-serif", 20))
+                .label_style(("sans-serif", 18))
+                .x_label_formatter(&|i| cols.get(*i).cloned().unwrap_or_default())
+                .y_label_formatter(&|i| rows.get(nr.wrapping_sub(1).wrapping_sub(*i)).cloned().unwrap_or_default())
+                .draw()
+                .map_err(plot_err)?;
+            for (r, row) in self.values.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    let t = v / max;
+                    // White to matplotlib's "Blues" dark end.
+                    let colour = RGBColor(
+                        (247.0 - t * (247.0 - 8.0)) as u8,
+                        (251.0 - t * (251.0 - 48.0)) as u8,
+                        (255.0 - t * (255.0 - 107.0)) as u8,
+                    );
+                    let y = nr - 1 - r;
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new([(c, y), (c + 1, y + 1)], colour.filled())))
+                        .map_err(plot_err)?;
+                    let ink = if t > 0.5 { WHITE } else { BLACK };
+                    let text = if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.3}") };
+                    let style = TextStyle::from(("sans-serif", 24).into_font()).color(&ink).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    );
+                    let (px, py) = chart.backend_coord(&(c, y + 1));
+                    let (qx, qy) = chart.backend_coord(&(c + 1, y));
+                    root.draw(&Text::new(text, ((px + qx) / 2, (py + qy) / 2), style)).map_err(plot_err)?;
+                }
+            }
+            root.present().map_err(plot_err)?;
+            Ok(())
+        })
+    }
+}
+
+/// Draws into a temp file beside `path`, then moves it into place.
+fn render_atomic(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temp_path(path);
+    draw(&tmp)
+        .and_then(|_| replace_with(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("drawing {}", path.display()))
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting failed: {e:?}")
+}
+
+/// The data's range with a margin (multiplicative on log axes).
+fn span(values: impl Iterator<Item = f64>, log: bool) -> std::ops::Range<f64> {
+    let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if log {
+        if lo == hi {
+            return lo / 2.0..hi * 2.0;
+        }
+        let f = (hi / lo).powf(0.05);
+        return lo / f..hi * f;
+    }
+    if lo == hi {
+        lo -= 1.0;
+        hi += 1.0;
+    }
+    let m = (hi - lo) * 0.05;
+    lo - m..hi + m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_size(path: &Path) -> (u32, u32) {
+        let b = std::fs::read(path).unwrap();
+        assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+        (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+    }
+
+    #[test]
+    fn line_plot_is_a_png_of_the_asked_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        let mut p = LinePlot::new("t", "x", "y");
+        p.log_x = true;
+        p.log_y = true;
+        p.markers = true;
+        p.series.push(Series::new("a", vec![(1024.0, 10.0), (2048.0, 40.0), (4096.0, 90.0)]));
+        p.series.push(Series::new("b", vec![(1024.0, 5.0), (2048.0, f64::NAN)]));
+        p.save(&path).unwrap();
+        assert_eq!(png_size(&path), (1000, 640));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn empty_plot_is_an_error_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        let mut p = LinePlot::new("t", "x", "y");
+        p.series.push(Series::new("a", vec![(1.0, f64::NAN)]));
+        assert!(p.save(&path).is_err());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn heatmap_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cm.png");
+        let h = Heatmap {
+            title: "Confusion Matrix".into(),
+            row_label: "True".into(),
+            col_label: "Predicted".into(),
+            rows: vec!["ham".into(), "spam".into()],
+            cols: vec!["ham".into(), "spam".into()],
+            values: vec![vec![50.0, 2.0], vec![3.0, 45.0]],
+        };
+        h.save(&path).unwrap();
+        let (w, hgt) = png_size(&path);
+        assert!(w >= 480 && hgt >= 480);
+    }
+}

@@ -1,0 +1,97 @@
+//! Helpers the integration tests share: run a built binary directly or under a
+//! real `mpiexec -n N`, always with a time limit so a hang fails instead of
+//! blocking the suite.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the whole output unless the run exited 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "exit {}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A `Command` for `timeout SECS prog args...` with progress output off.
+fn timed(secs: u64, prog: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg("--kill-after=5").arg(secs.to_string()).arg(prog).args(args);
+    c.env("HPCML_PROGRESS", "off");
+    c
+}
+
+/// Runs a binary of this package with a time limit.
+pub fn run(bin: &str, args: &[&str], secs: u64) -> Run {
+    run_in(bin, args, secs, None)
+}
+
+pub fn run_in(bin: &str, args: &[&str], secs: u64, dir: Option<&Path>) -> Run {
+    let mut c = timed(secs, &exe(bin), args);
+    if let Some(d) = dir {
+        c.current_dir(d);
+    }
+    Run::from(c.output().expect("run timeout(1)"))
+}
+
+/// Runs a binary under `mpiexec -n ranks` with a time limit.
+pub fn mpirun(ranks: usize, bin: &str, args: &[&str], secs: u64) -> Run {
+    mpirun_in(ranks, bin, args, secs, None)
+}
+
+pub fn mpirun_in(ranks: usize, bin: &str, args: &[&str], secs: u64, dir: Option<&Path>) -> Run {
+    let exe = exe(bin);
+    let n = ranks.to_string();
+    let mut full: Vec<&str> = vec!["-n", &n, exe.to_str().expect("utf-8 path")];
+    full.extend_from_slice(args);
+    let mut c = timed(secs, Path::new("mpiexec"), &full);
+    if let Some(d) = dir {
+        c.current_dir(d);
+    }
+    Run::from(c.output().expect("run mpiexec"))
+}
+
+/// Path of a binary built by cargo for these tests.
+pub fn exe(bin: &str) -> PathBuf {
+    let var = format!("CARGO_BIN_EXE_{bin}");
+    if let Some(p) = std::env::var_os(&var) {
+        return PathBuf::from(p);
+    }
+    // Integration tests get CARGO_BIN_EXE_* at compile time; fall back to the
+    // target directory next to the test executable.
+    let mut p = std::env::current_exe().expect("test exe path");
+    p.pop();
+    if p.ends_with("deps") {
+        p.pop();
+    }
+    p.join(bin)
+}
+
+/// Asserts a failed run exited with `code` and said one line (no panic, no usage dump).
+pub fn assert_one_line_error(r: &Run, code: i32, needle: &str) {
+    assert_eq!(r.code, code, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got:\n{}", r.stderr);
+    assert!(lines[0].contains(needle), "error line lacks '{needle}': {}", lines[0]);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
