@@ -9,3 +9,5 @@ pub mod cluster;
 pub mod device;
 pub mod pi;
 pub mod report;
+#[cfg(feature = "torch")]
+pub mod train;
