@@ -19,6 +19,9 @@ use crate::report::write_atomic;
 
 const META_KEY: &str = "hpcml";
 
+/// Tensors with their stored names, sorted by name.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 struct Owned {
     dtype: Dtype,
     shape: Vec<usize>,
@@ -95,7 +98,7 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], state: Optio
 
 /// Reads every tensor of a safetensors file (on the CPU, in its stored dtype)
 /// and the JSON state, if the file has one.
-pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, Option<Value>)> {
+pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, Option<Value>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         anyhow!("{} is not a valid safetensors file ({e:?}); it may be truncated or corrupt", path.display())
