@@ -14,7 +14,13 @@ fn main() {
         return;
     }
     if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
+        let lib = std::path::PathBuf::from(lib);
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        // libtorch from a PyPI wheel lives in site-packages/torch/lib: the same
+        // site-packages holds the offline model and data (see src/assets.rs).
+        if let Some(site) = lib.parent().and_then(|t| t.parent()) {
+            println!("cargo:rustc-env=HPCML_BUILD_SITE_PACKAGES={}", site.display());
+        }
     }
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");

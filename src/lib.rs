@@ -4,6 +4,8 @@
 //! threads), [`report`] (tables, JSON, plots, progress), [`cli`] (exit codes and
 //! the MPI-aware main). One folder per workload beside them.
 
+#[cfg(feature = "torch")]
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod device;
