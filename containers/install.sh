@@ -15,6 +15,7 @@
 #   install.sh mpi-abi [BIN...]       provide MPICH as libmpi.so.12, the soname Intel MPI and
 #                                     MVAPICH2 share (MPICH ABI), and make BINs load it by it
 #   install.sh slurm                  Slurm and munge, for the local Slurm in the test suite
+#   install.sh shellcheck             the shell linter the test suite runs
 #   install.sh steps                  these step names, one a line
 #
 # INSTALL_CLEAN=1 drops apt's lists and caches afterwards (image layers stay small).
@@ -119,6 +120,10 @@ cmd_slurm() {
   apt_install slurmctld slurmd slurm-client munge
 }
 
+cmd_shellcheck() {
+  apt_install shellcheck
+}
+
 cmd_rust() {
   if command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ]; then return 0; fi
   log "installing Rust (rustup, stable, minimal profile)"
@@ -160,7 +165,7 @@ cmd_cargo_config() {
   fi
 }
 
-steps="system build-tools rust venv cargo-config runtime mpi-abi slurm steps"
+steps="system build-tools rust venv cargo-config runtime mpi-abi slurm shellcheck steps"
 
 case "${1:-}" in
   system) shift; cmd_system "$@" ;;
@@ -171,6 +176,7 @@ case "${1:-}" in
   runtime) cmd_runtime ;;
   mpi-abi) shift; cmd_mpi_abi "$@" ;;
   slurm) cmd_slurm ;;
+  shellcheck) cmd_shellcheck ;;
   steps) printf '%s\n' "${steps// /$'\n'}" ;;
   *) echo "usage: $0 {${steps// /|}} ARGS... (see the top of this file)" >&2; exit 2 ;;
 esac
