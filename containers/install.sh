@@ -117,7 +117,17 @@ cmd_mpi_abi() {
 }
 
 cmd_slurm() {
-  apt_install slurmctld slurmd slurm-client munge
+  local pkgs=(slurmctld slurmd slurm-client munge) policy=/usr/sbin/policy-rc.d
+  [ -z "$(apt_missing "${pkgs[@]}")" ] && return 0
+  # Their maintainer scripts would start the system's munge and Slurm daemons,
+  # unconfigured; the tests run their own. Debian's policy-rc.d says "not now".
+  if [ -e "$policy" ]; then apt_install "${pkgs[@]}"; return; fi
+  trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+  as_root chmod 755 "$policy"
+  apt_install "${pkgs[@]}"
+  as_root rm -f "$policy"
+  trap - EXIT
 }
 
 cmd_shellcheck() {

@@ -22,13 +22,14 @@ hpcml_die() { echo "[hpcml] error: $*" >&2; exit 2; }
 # MVAPICH2 pins each rank to one core by default, which would squeeze a rank's
 # worker threads onto that core; our ranks run one thread per core they own.
 export MV2_ENABLE_AFFINITY=${MV2_ENABLE_AFFINITY:-0}
-# Progress bars are for terminals; batch logs get a plain line every 30 s anyway.
-export HPCML_PROGRESS=${HPCML_PROGRESS:-auto}
 
 # hpcml_setup NAME [gpu]: output directory, launcher, native or container, GPUs.
 hpcml_setup() {
   HPCML_NAME=$1
   HPCML_GPU=${2:-}
+  # Relative paths mean the submit directory, which the job starts in.
+  case ${HPCML_SIF:-} in '' | /* | *://*) ;; *) HPCML_SIF=$PWD/$HPCML_SIF ;; esac
+  case ${HPCML_BIN_DIR:-} in '' | /*) ;; *) HPCML_BIN_DIR=$PWD/$HPCML_BIN_DIR ;; esac
   local base=${SCRATCH:-${SLURM_SUBMIT_DIR:-$PWD}}
   HPCML_OUT=${HPCML_OUT:-$base/hpcml-runs/$HPCML_NAME-${SLURM_JOB_ID:-$(date +%Y%m%d-%H%M%S)}}
   mkdir -p "$HPCML_OUT"
@@ -108,7 +109,8 @@ hpcml_cmd() {
 
 hpcml_gpus_on_node() {
   if [ -n "${SLURM_GPUS_ON_NODE:-}" ]; then echo "$SLURM_GPUS_ON_NODE"
-  elif [ -n "${CUDA_VISIBLE_DEVICES:-}" ] && [ "$CUDA_VISIBLE_DEVICES" != NoDevFiles ]; then
+  elif [ -n "${CUDA_VISIBLE_DEVICES+set}" ] && [ "$CUDA_VISIBLE_DEVICES" != NoDevFiles ]; then
+    # Set but empty hides every GPU.
     awk -F, '{print NF}' <<< "$CUDA_VISIBLE_DEVICES"
   elif command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true
   else echo 0; fi
@@ -160,8 +162,7 @@ hpcml_run() {
 hpcml_run_trainer() {
   local status
   hpcml_cmd "$1"; shift
-  hpcml_signal=
-  hpcml_interrupted=0
+  hpcml_signals=
   trap 'hpcml_on_signal USR1' USR1
   trap 'hpcml_on_signal TERM' TERM
   hpcml_log "\$ ${HPCML_CMD[*]} $*"
@@ -178,14 +179,14 @@ hpcml_run_trainer() {
     # once it has ended.
   done
   trap - USR1 TERM
-  hpcml_log "exit status $status${hpcml_signal:+ after SIG$hpcml_signal}"
-  hpcml_after_step "$status" "$hpcml_signal"
+  hpcml_log "exit status $status${hpcml_signals:+ after SIG${hpcml_signals// / and SIG}}"
+  hpcml_after_step "$status" "$hpcml_signals"
 }
 
 hpcml_on_signal() {
   hpcml_interrupted=1
-  [ "$hpcml_signal" = "$1" ] && return 0
-  hpcml_signal=$1
+  case " $hpcml_signals " in *" $1 "*) return 0 ;; esac
+  hpcml_signals=${hpcml_signals:+$hpcml_signals }$1
   if [ "$1" = TERM ] && [ -n "${SLURM_JOB_ID:-}" ]; then
     hpcml_log "received SIGTERM: Slurm signals the job step itself; waiting for its checkpoint"
     return 0
@@ -201,12 +202,16 @@ hpcml_on_signal() {
   fi
 }
 
-# hpcml_after_step STATUS SIGNAL: ends the batch script. After USR1 and a clean
-# exit (a checkpoint was written), requeue the job; otherwise exit with STATUS.
+# hpcml_after_step STATUS SIGNALS: ends the batch script. After USR1 alone and a
+# clean exit (a checkpoint was written), requeue the job; after TERM (scancel,
+# the time limit) never; otherwise exit with STATUS.
 hpcml_after_step() {
-  local status=$1 signal=${2:-} restarts=${SLURM_RESTART_COUNT:-0} max=${HPCML_MAX_RESTARTS:-20}
-  if [ "$signal" != USR1 ] || [ "$status" != 0 ]; then
-    if [ "$signal" = USR1 ]; then hpcml_log "the step failed after SIGUSR1: not requeueing"; fi
+  local status=$1 signals=${2:-} restarts=${SLURM_RESTART_COUNT:-0} max=${HPCML_MAX_RESTARTS:-20}
+  if [ "$signals" != USR1 ] || [ "$status" != 0 ]; then
+    case $signals in
+      *TERM*) hpcml_log "not requeueing after SIGTERM (scancel, preemption or the time limit)" ;;
+      USR1) hpcml_log "the step failed after SIGUSR1: not requeueing" ;;
+    esac
     exit "$status"
   fi
   if [ -z "${SLURM_JOB_ID:-}" ]; then

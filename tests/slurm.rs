@@ -269,6 +269,15 @@ fn wait_for_ranks_in_mpi(slurm: &Slurm, job: &str, ranks: usize, secs: u64) -> b
     false
 }
 
+/// `scancel ARGS JOB`, once the job got `ready`; what went wrong otherwise.
+fn scancel_when(slurm: &Slurm, ready: bool, args: &[&str], job: &str, log: &str) -> Result<(), String> {
+    ensure(ready, format!("job {job} never started pi-mpi:\n{}", slurm.output(log)))?;
+    let mut all = args.to_vec();
+    all.push(job);
+    let out = slurm.client("scancel", &all);
+    ensure(out.status.success(), format!("scancel {all:?}: {}", text(&out)))
+}
+
 #[test]
 fn sbatch_templates_run_on_a_real_slurm() {
     if std::env::var("HPCML_SKIP_SLURM").as_deref() == Ok("1") {
@@ -307,24 +316,12 @@ fn sbatch_templates_run_on_a_real_slurm() {
     // ends with exit 0 like a trainer that checkpointed, and so the job requeues
     // itself and runs again from the top with SLURM_RESTART_COUNT=1.
     let usr1_log = format!("usr1.o{usr1_job}");
-    if wait_for_ranks_in_mpi(&slurm, &usr1_job, 2, 60) {
-        let out = slurm.client("scancel", &["--signal=USR1", "--batch", &usr1_job]);
-        if !out.status.success() {
-            problems.push(format!("scancel --signal=USR1 --batch {usr1_job}: {}", text(&out)));
-        }
-    } else {
-        problems.push(format!("usr1 job {usr1_job} never started pi-mpi:\n{}", slurm.output(&usr1_log)));
-    }
+    let ready = wait_for_ranks_in_mpi(&slurm, &usr1_job, 2, 60);
+    problems.extend(scancel_when(&slurm, ready, &["--signal=USR1", "--batch"], &usr1_job, &usr1_log).err());
     // scancel sends TERM: the job must end, cancelled, and not requeue itself.
     let cancel_log = format!("cancel.o{cancel_job}");
-    if wait_for_step(&slurm, &cancel_job, 60) {
-        let out = slurm.client("scancel", &[&cancel_job]);
-        if !out.status.success() {
-            problems.push(format!("scancel {cancel_job}: {}", text(&out)));
-        }
-    } else {
-        problems.push(format!("cancel job {cancel_job} never started pi-mpi:\n{}", slurm.output(&cancel_log)));
-    }
+    let ready = wait_for_step(&slurm, &cancel_job, 60);
+    problems.extend(scancel_when(&slurm, ready, &[], &cancel_job, &cancel_log).err());
 
     for (case, id) in &submitted {
         let (state, exit) = slurm.wait(id, 120);
@@ -358,7 +355,7 @@ fn sbatch_templates_run_on_a_real_slurm() {
     if state != "CANCELLED"
         || restarts != "0"
         || !out.contains("[hpcml] received SIGTERM")
-        || out.contains("requeueing")
+        || out.contains("[hpcml] requeueing")
     {
         problems.push(format!("cancel job {cancel_job}: state {state} restarts {restarts}\n--- output:\n{out}"));
     }
@@ -410,8 +407,9 @@ fn pi_template_runs_outside_slurm_with_mpiexec() {
         }
         c.output().unwrap()
     };
-    let bins = bin_dir().display().to_string();
-    let out = run(&[("HPCML_BIN_DIR", &bins)], &["1e6", "--seed", "2", "--threads", "1"]);
+    // A relative HPCML_BIN_DIR means the directory the job was started in.
+    std::os::unix::fs::symlink(bin_dir(), dir.path().join("bins")).unwrap();
+    let out = run(&[("HPCML_BIN_DIR", "bins")], &["1e6", "--seed", "2", "--threads", "1"]);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("[hpcml] launcher: mpiexec -n 2"), "{said}");
@@ -425,4 +423,81 @@ fn pi_template_runs_outside_slurm_with_mpiexec() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("[hpcml] error: pi-mpi not found in HPCML_BIN_DIR=/nonexistent"), "{said}");
+}
+
+/// The GPU templates' check of ranks against GPUs, on the node's view of them
+/// (Slurm's GRES count, else CUDA_VISIBLE_DEVICES), and the device it picks.
+#[test]
+fn gpu_templates_map_one_rank_per_gpu_or_say_why_not() {
+    let map = |env: &[(&str, &str)]| {
+        let mut c = Command::new("bash");
+        c.arg("-c").arg(". slurm/common.sh && HPCML_GPU=gpu && hpcml_map_gpus && echo \"device=$HPCML_DEVICE\"");
+        c.current_dir(root());
+        for var in [
+            "SLURM_GPUS_ON_NODE",
+            "CUDA_VISIBLE_DEVICES",
+            "SLURM_NTASKS_PER_NODE",
+            "SLURM_TASKS_PER_NODE",
+            "HPCML_DEVICE",
+        ] {
+            c.env_remove(var);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let said = map(&[("SLURM_GPUS_ON_NODE", "4"), ("SLURM_TASKS_PER_NODE", "4(x2)")]);
+    assert!(said.contains("one rank per GPU: local rank i uses GPU i of 4") && said.contains("device=cuda"), "{said}");
+    let said = map(&[("CUDA_VISIBLE_DEVICES", "0,1,2"), ("SLURM_NTASKS_PER_NODE", "6")]);
+    assert!(said.contains("6 ranks per node share 3 GPU(s)") && said.contains("--ntasks-per-node=3"), "{said}");
+    let said = map(&[("SLURM_GPUS_ON_NODE", "4"), ("SLURM_TASKS_PER_NODE", "1,1")]);
+    assert!(said.contains("3 of 4 GPUs per node stay idle"), "{said}");
+    // No GPU visible: the CPU, unless told otherwise.
+    let said = map(&[("CUDA_VISIBLE_DEVICES", ""), ("SLURM_TASKS_PER_NODE", "2")]);
+    assert!(said.contains("no GPU visible") && said.contains("device=cpu"), "{said}");
+    let said = map(&[("SLURM_GPUS_ON_NODE", "1"), ("SLURM_TASKS_PER_NODE", "1"), ("HPCML_DEVICE", "cuda:0")]);
+    assert!(said.contains("device=cuda:0"), "{said}");
+}
+
+/// What a trainer template does once its step has ended, for each way it can end.
+#[test]
+fn trainer_logic_requeues_only_after_usr1_and_a_clean_exit() {
+    let decide = |status: &str, signals: &str, env: &[(&str, &str)]| {
+        let mut c = Command::new("bash");
+        c.arg("-c").arg(format!(". slurm/common.sh && HPCML_OUT=/runs/x && hpcml_after_step {status} '{signals}'"));
+        c.current_dir(root());
+        for var in ["SLURM_JOB_ID", "SLURM_RESTART_COUNT", "HPCML_MAX_RESTARTS"] {
+            c.env_remove(var);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), text(&out))
+    };
+    // Finished without a signal: the step's own status.
+    assert_eq!(decide("0", "", &[]).0, Some(0));
+    assert_eq!(decide("3", "", &[]).0, Some(3));
+    // Failed after USR1: its status, no requeue.
+    let (code, said) = decide("138", "USR1", &[("SLURM_JOB_ID", "7")]);
+    assert_eq!(code, Some(138), "{said}");
+    assert!(said.contains("the step failed after SIGUSR1: not requeueing"), "{said}");
+    // TERM, alone or after USR1: never a requeue.
+    for signals in ["TERM", "USR1 TERM"] {
+        let (code, said) = decide("0", signals, &[("SLURM_JOB_ID", "7")]);
+        assert_eq!(code, Some(0), "{said}");
+        assert!(said.contains("not requeueing after SIGTERM"), "{signals}: {said}");
+    }
+    // A checkpoint outside Slurm: how to resume.
+    let (code, said) = decide("0", "USR1", &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("run again with HPCML_OUT=/runs/x to resume"), "{said}");
+    // The restart limit.
+    let (code, said) =
+        decide("0", "USR1", &[("SLURM_JOB_ID", "7"), ("SLURM_RESTART_COUNT", "3"), ("HPCML_MAX_RESTARTS", "3")]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("not requeueing: 3 restarts reached HPCML_MAX_RESTARTS=3"), "{said}");
 }
