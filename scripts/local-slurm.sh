@@ -15,6 +15,8 @@
 #   LS_CPUS     CPUs the node offers; more than the cores     (max(cores, 2))
 #               oversubscribes, so 2-rank jobs run on 1 core
 #   LS_TIMEOUT  seconds to wait for a daemon or the node      (60)
+#   LS_OWNER    a pid: when that process is gone, `down` runs by itself, so a
+#               test killed before it could clean up leaves no daemons behind
 #
 # Several instances can run side by side (different LS_ROOT): each picks free
 # ports when it starts. What this script learned the hard way:
@@ -158,7 +160,7 @@ cmd_up() {
   [ "$(id -u)" = 0 ] || die "needs root: slurmd runs jobs as their users"
   cmd_down 2>/dev/null || true
   "$root_dir/containers/install.sh" slurm
-  rm -rf "$LS_ROOT/state" "$run"
+  rm -rf "$LS_ROOT/state" "$run" "$logs" "$munge_dir/munged.log"
   write_conf
   if [ ! -s "$munge_dir/munge.key" ]; then
     dd if=/dev/urandom of="$munge_dir/munge.key" bs=1024 count=1 status=none
@@ -172,6 +174,11 @@ cmd_up() {
   until_ok "slurmctld" ctld_ok
   slurmd -N "$node" || { dump_logs; die "slurmd did not start"; }
   until_ok "node $node" node_idle
+  if [ -n "${LS_OWNER:-}" ]; then
+    # shellcheck disable=SC2016 # expanded by the watcher's own bash
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down' \
+      watch "$LS_OWNER" "$root_dir/scripts/local-slurm.sh" >> "$logs/watch.log" 2>&1 < /dev/null &
+  fi
   log "up ($LS_CPUS CPUs on $node): export SLURM_CONF=$conf"
 }
 

@@ -32,10 +32,14 @@ struct Slurm {
 
 impl Slurm {
     fn up() -> Slurm {
-        let dir = tempfile::Builder::new().prefix("hpcml-slurm-").tempdir().unwrap();
+        // In /tmp whatever TMPDIR says: Slurm and munge put unix sockets in
+        // there, whose paths may not exceed 107 bytes.
+        let dir = tempfile::Builder::new().prefix("hpcml-slurm-").tempdir_in("/tmp").unwrap();
         let slurm = Slurm { dir };
-        // 4 CPUs on any machine, so the jobs below can run side by side.
-        let out = slurm.script(&["up"], 180, &[("LS_CPUS", "4")]);
+        // 4 CPUs on any machine, so the jobs below can run side by side; and
+        // the daemons go down with this process even if it is killed.
+        let owner = std::process::id().to_string();
+        let out = slurm.script(&["up"], 180, &[("LS_CPUS", "4"), ("LS_OWNER", &owner)]);
         assert!(out.status.success(), "local-slurm.sh up failed:\n{}", text(&out));
         slurm
     }
