@@ -20,6 +20,8 @@
 #
 # INSTALL_CLEAN=1 drops apt's lists and caches afterwards (image layers stay small).
 set -euo pipefail
+# ldconfig lives in sbin, which some shells leave off PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 
 log() { echo "[install] $*" >&2; }
 die() { echo "[install] error: $*" >&2; exit 1; }

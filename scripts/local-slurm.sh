@@ -28,6 +28,8 @@
 #     EnforcePartLimits=ALL makes sbatch refuse it at once.
 #   - munged wants its socket directory world-searchable (0755).
 set -euo pipefail
+# munged, slurmctld and slurmd live in sbin, which some shells leave off PATH.
+export PATH=$PATH:/usr/sbin:/sbin
 
 LS_ROOT=${LS_ROOT:-/tmp/hpcml-slurm}
 LS_TIMEOUT=${LS_TIMEOUT:-60}
