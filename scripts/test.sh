@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what it needs (setup.sh),
-# then formatting, lints, the build without libtorch, and every unit and
-# integration test (real libtorch, real mpiexec, real files).
+# The whole test suite, from a fresh clone: installs what it needs (setup.sh,
+# plus Slurm, munge and shellcheck), then formatting, lints, the build without
+# libtorch, and every unit and integration test (real libtorch, real mpiexec,
+# a real single-node Slurm, real files). Run it as root: slurmd needs root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
+# What only the tests need: the local Slurm (tests/slurm.rs), the shell linter,
+# and MPICH under the MPI ABI soname the ML image uses (tests/containers.rs).
+containers/install.sh slurm
+containers/install.sh shellcheck
+containers/install.sh mpi-abi
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "shellcheck"
+mapfile -t shell_files < <(find scripts slurm containers benches .ci -type f \( -name '*.sh' -o -name '*.sbatch' -o -path .ci/run \) | sort)
+shellcheck -x "${shell_files[@]}"
 
 step "cargo fmt --check"
 cargo fmt --check
