@@ -55,6 +55,11 @@ pub struct LinePlot {
     pub height: u32,
     /// Marks each point, for sparse data such as one point per matrix size.
     pub markers: bool,
+    /// Base of the log x axis: ticks fall on its powers (2 for matrix sizes).
+    pub x_log_base: f64,
+    /// Tick labels, e.g. `191.10 GFLOPS` instead of `1.9e11`; plotters' own otherwise.
+    pub x_format: Option<fn(f64) -> String>,
+    pub y_format: Option<fn(f64) -> String>,
 }
 
 impl LinePlot {
@@ -69,6 +74,9 @@ impl LinePlot {
             width: 1000,
             height: 640,
             markers: false,
+            x_log_base: 10.0,
+            x_format: None,
+            y_format: None,
         }
     }
 
@@ -88,10 +96,18 @@ impl LinePlot {
         let yr = span(pts.iter().map(|p| p.1), self.log_y);
         render_atomic(path, |tmp| match (self.log_x, self.log_y) {
             (false, false) => self.draw(tmp, xr, yr),
-            (true, false) => self.draw(tmp, xr.log_scale(), yr),
+            (true, false) => self.draw(tmp, xr.log_scale().base(self.x_log_base), yr),
             (false, true) => self.draw(tmp, xr, yr.log_scale()),
-            (true, true) => self.draw(tmp, xr.log_scale(), yr.log_scale()),
+            (true, true) => self.draw(tmp, xr.log_scale().base(self.x_log_base), yr.log_scale()),
         })
+    }
+
+    /// Room for the y tick labels: wide enough for the longest formatted one.
+    fn y_label_width(&self) -> u32 {
+        let Some(f) = self.y_format else { return 90 };
+        let ys = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite());
+        let longest = ys.map(|y| f(y).chars().count()).max().unwrap_or(0) as u32;
+        (longest * 9 + 30).max(90)
     }
 
     fn draw<X, Y>(&self, file: &Path, x: X, y: Y) -> Result<()>
@@ -107,18 +123,24 @@ impl LinePlot {
             .caption(&self.title, ("sans-serif", 26))
             .margin(16)
             .x_label_area_size(56)
-            .y_label_area_size(90)
+            .y_label_area_size(self.y_label_width())
             .build_cartesian_2d(x, y)
             .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
+        let x_format = |v: &f64| self.x_format.map(|f| f(*v)).unwrap_or_default();
+        let y_format = |v: &f64| self.y_format.map(|f| f(*v)).unwrap_or_default();
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(&self.x_label)
             .y_desc(&self.y_label)
             .axis_desc_style(("sans-serif", 20))
             .label_style(("sans-serif", 16))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(plot_err)?;
+            .light_line_style(RGBColor(235, 235, 235));
+        if self.x_format.is_some() {
+            mesh.x_label_formatter(&x_format);
+        }
+        if self.y_format.is_some() {
+            mesh.y_label_formatter(&y_format);
+        }
+        mesh.draw().map_err(plot_err)?;
         for (i, s) in self.series.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let pts: Vec<(f64, f64)> = s
@@ -287,6 +309,12 @@ mod tests {
         p.save(&path).unwrap();
         assert_eq!(png_size(&path), (1000, 640));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        p.x_log_base = 2.0;
+        p.x_format = Some(|x| format!("{x:.0}"));
+        p.y_format = Some(|y| format!("{y:.1} things per second"));
+        p.save(&path).unwrap();
+        assert_eq!(png_size(&path), (1000, 640));
+        assert!(p.y_label_width() > 200);
     }
 
     #[test]
