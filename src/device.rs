@@ -170,6 +170,15 @@ pub fn cpu_has(flag: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Memory the kernel says can be allocated without swapping (`MemAvailable`), in
+/// bytes; `None` where /proc/meminfo says nothing.
+pub fn host_memory_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Physical cores this process may run on: the CPUs it is allowed (affinity,
 /// cgroup) scaled by the node's cores-per-CPU ratio, so SMT siblings are not
 /// counted as cores. Falls back to the allowed CPUs where /proc/cpuinfo says nothing.
@@ -348,6 +357,7 @@ mod tests {
         assert_eq!(count_cores(two_smt), (2, 4));
         let no_ids = "processor\t: 0\n\nprocessor\t: 1\n";
         assert_eq!(count_cores(no_ids), (0, 2));
+        assert!(host_memory_available().is_some_and(|b| b > 0));
         let n = physical_cores();
         assert!(n >= 1 && n <= std::thread::available_parallelism().unwrap().get());
     }
