@@ -7,5 +7,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod device;
+#[cfg(feature = "torch")]
+pub mod matmul;
 pub mod pi;
 pub mod report;
