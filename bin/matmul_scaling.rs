@@ -25,7 +25,7 @@ use hpcml::matmul::{self, dtype, output, Dtype, Event, MatmulConfig};
 #[command(name = "matmul-scaling", version)]
 struct Args {
     /// Matrix sizes n, comma-separated; 4k = 4096.
-    #[arg(long, value_parser = config::parse_sizes, default_value = "2048,4096,8192")]
+    #[arg(long, value_parser = config::parse_sizes, default_value = "2048,4096,8192", allow_negative_numbers = true)]
     sizes: ::std::vec::Vec<usize>,
     /// Use the GPU if one is visible (the default), else the CPU.
     #[arg(long, overrides_with = "no_gpu")]
@@ -42,21 +42,21 @@ struct Args {
     #[arg(long, value_name = "LIST", value_parser = dtype::parse_dtypes, default_value = "f32")]
     dtype: ::std::vec::Vec<Dtype>,
     /// Timed products per cell (the median is reported, with min and max).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
     repeats: u32,
     /// Untimed products before them.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100_000), allow_negative_numbers = true)]
     warmup: u32,
     /// CPU threads per rank [default: this node's cores / its ranks].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096), allow_negative_numbers = true)]
     threads: Option<u16>,
     /// Peak GFLOPS per rank for % of peak: one figure, or per type like
     /// bf16=989000,f32=67000 [default: known GPUs, or estimated for the CPU].
-    #[arg(long, value_name = "X", value_parser = config::parse_peak)]
+    #[arg(long, value_name = "X", value_parser = config::parse_peak, allow_negative_numbers = true)]
     peak_gflops: Option<PeakOverride>,
     /// Skip (with an error for that cell) any size whose A, B and C need more GiB
     /// than this per rank [default on CPU: the node's available memory / its ranks].
-    #[arg(long, value_name = "GIB", value_parser = config::parse_gib)]
+    #[arg(long, value_name = "GIB", value_parser = config::parse_gib, allow_negative_numbers = true)]
     max_memory_gb: Option<f64>,
     /// Seed of the random matrices.
     #[arg(long, default_value_t = 1)]
@@ -76,7 +76,7 @@ struct Args {
 }
 
 fn parse_devices(text: &str) -> Result<Vec<DeviceRequest>, String> {
-    text.split(',').map(|d| d.parse::<DeviceRequest>().map_err(|e| format!("--device: {e}"))).collect()
+    text.split(',').map(str::parse::<DeviceRequest>).collect()
 }
 
 fn main() -> ExitCode {

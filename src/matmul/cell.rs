@@ -66,6 +66,11 @@ impl From<tch::TchError> for CellError {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
         let first = first.strip_prefix("Internal torch error: ").unwrap_or(first).trim();
+        // c10's "[enforce fail at alloc_cpu.cpp:127] err == 0. " says nothing to a user.
+        let first = match first.strip_prefix("[enforce fail at ").and_then(|r| r.split_once("] ")) {
+            Some((_, rest)) => rest.strip_prefix("err == 0. ").unwrap_or(rest),
+            None => first,
+        };
         let lower = first.to_ascii_lowercase();
         let oom = ["out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory"];
         if oom.iter().any(|m| lower.contains(m)) {
@@ -239,5 +244,6 @@ mod tests {
         let e = CellError::from(Tensor::f_empty([1 << 20, 1 << 20], (tch::Kind::Float, tch::Device::Cpu)).unwrap_err());
         assert_eq!(e.failure, Failure::OutOfMemory, "{}", e.message);
         assert!(e.message.starts_with("out of memory: ") && !e.message.contains('\n'), "{}", e.message);
+        assert!(!e.message.contains("enforce fail"), "{}", e.message);
     }
 }

@@ -24,20 +24,27 @@ fn gflops_text(gflops: f64) -> String {
     flops_unit(gflops * 1e9)
 }
 
-/// Seconds with four significant digits, however small.
-pub fn seconds(t: f64) -> String {
-    if t.is_nan() || t <= 0.0 || !t.is_finite() {
+/// `x` with `digits` significant digits and no exponent, however small.
+fn significant(x: f64, digits: i32) -> String {
+    if x.is_nan() || x <= 0.0 || !x.is_finite() {
         return "-".into();
     }
-    let decimals = (3 - t.log10().floor() as i32).clamp(0, 9) as usize;
-    format!("{t:.decimals$}")
+    let decimals = (digits - 1 - x.log10().floor() as i32).clamp(0, 12) as usize;
+    format!("{x:.decimals$}")
 }
 
+/// Seconds with four significant digits.
+pub fn seconds(t: f64) -> String {
+    significant(t, 4)
+}
+
+/// GiB with two decimals as the tutorial prints them, or three significant
+/// digits for the small sizes where two decimals would say 0.00.
 fn gib(x: f64) -> String {
     if x >= 0.01 {
         format!("{x:.2}")
     } else {
-        format!("{x:.4}")
+        significant(x, 3)
     }
 }
 
@@ -360,6 +367,7 @@ mod tests {
         assert_eq!(seconds(1234.5), "1234");
         assert_eq!(seconds(f64::NAN), "-");
         assert_eq!(gib(0.1875), "0.19");
-        assert_eq!(gib(0.000732421875), "0.0007");
+        assert_eq!(gib(0.000732421875), "0.000732");
+        assert_eq!(gib(0.0), "-");
     }
 }
