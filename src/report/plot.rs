@@ -1,10 +1,12 @@
 //! PNG plots with plotters: line charts (linear or log axes) and heatmaps. The
 //! font is embedded (DejaVu Sans), so plots render the same in a bare container.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
@@ -55,8 +57,13 @@ pub struct LinePlot {
     pub height: u32,
     /// Marks each point, for sparse data such as one point per matrix size.
     pub markers: bool,
-    /// Base of the log x axis: ticks fall on its powers (2 for matrix sizes).
-    pub x_log_base: f64,
+    /// Where a log axis puts its labelled ticks, e.g. the matrix sizes measured;
+    /// empty: 1, 2 and 5 times the powers of ten in range (finer if the range
+    /// is narrow). Linear axes place their own.
+    pub x_ticks: Vec<f64>,
+    pub y_ticks: Vec<f64>,
+    /// Where the legend goes: a corner the data leave empty.
+    pub legend: SeriesLabelPosition,
     /// Tick labels, e.g. `191.10 GFLOPS` instead of `1.9e11`; plotters' own otherwise.
     pub x_format: Option<fn(f64) -> String>,
     pub y_format: Option<fn(f64) -> String>,
@@ -74,7 +81,9 @@ impl LinePlot {
             width: 1000,
             height: 640,
             markers: false,
-            x_log_base: 10.0,
+            x_ticks: Vec::new(),
+            y_ticks: Vec::new(),
+            legend: SeriesLabelPosition::UpperLeft,
             x_format: None,
             y_format: None,
         }
@@ -96,9 +105,9 @@ impl LinePlot {
         let yr = span(pts.iter().map(|p| p.1), self.log_y);
         render_atomic(path, |tmp| match (self.log_x, self.log_y) {
             (false, false) => self.draw(tmp, xr, yr),
-            (true, false) => self.draw(tmp, xr.log_scale().base(self.x_log_base), yr),
-            (false, true) => self.draw(tmp, xr, yr.log_scale()),
-            (true, true) => self.draw(tmp, xr.log_scale().base(self.x_log_base), yr.log_scale()),
+            (true, false) => self.draw(tmp, log_axis(xr, &self.x_ticks), yr),
+            (false, true) => self.draw(tmp, xr, log_axis(yr, &self.y_ticks)),
+            (true, true) => self.draw(tmp, log_axis(xr, &self.x_ticks), log_axis(yr, &self.y_ticks)),
         })
     }
 
@@ -166,7 +175,7 @@ impl LinePlot {
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 16))
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(self.legend.clone())
                 .draw()
                 .map_err(plot_err)?;
         }
@@ -268,8 +277,53 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
+/// A log axis over `range` with labelled ticks at `given` (those in range), or
+/// at [`log_ticks`] if none are given, and light grid lines at 1..9 x 10^k.
+/// plotters' own log ticks are powers of ten only, which leaves a plot
+/// spanning less than a decade with one label or none.
+fn log_axis(range: Range<f64>, given: &[f64]) -> WithKeyPoints<LogCoord<f64>> {
+    let inside = |v: &f64| range.contains(v);
+    let bold: Vec<f64> = given.iter().copied().filter(inside).collect();
+    let bold = if bold.is_empty() { log_ticks(&range) } else { bold };
+    let light = decades(&range, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    range.log_scale().with_key_points(bold).with_light_points(light)
+}
+
+/// Labelled ticks for a log axis: 1, 2, 5 x 10^k when that gives 3 to 12 of
+/// them, powers of ten alone for wider ranges, finer steps for narrower ones.
+pub fn log_ticks(range: &Range<f64>) -> Vec<f64> {
+    let coarse = decades(range, &[1.0]);
+    let mid = decades(range, &[1.0, 2.0, 5.0]);
+    if mid.len() > 12 {
+        let step = coarse.len().div_ceil(12).max(1);
+        return coarse.into_iter().step_by(step).collect();
+    }
+    if mid.len() >= 3 {
+        return mid;
+    }
+    decades(range, &[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+}
+
+/// `m x 10^k` for each multiplier `m`, every `k`, within `range` (positive).
+fn decades(range: &Range<f64>, multipliers: &[f64]) -> Vec<f64> {
+    if !(range.start > 0.0 && range.end > range.start && range.end.is_finite()) {
+        return Vec::new();
+    }
+    let (k0, k1) = (range.start.log10().floor() as i32, range.end.log10().ceil() as i32);
+    let mut out = Vec::new();
+    for k in k0..=k1 {
+        for m in multipliers {
+            let v = m * 10f64.powi(k);
+            if range.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 /// The data's range with a margin (multiplicative on log axes).
-fn span(values: impl Iterator<Item = f64>, log: bool) -> std::ops::Range<f64> {
+fn span(values: impl Iterator<Item = f64>, log: bool) -> Range<f64> {
     let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if log {
         if lo == hi {
@@ -309,12 +363,22 @@ mod tests {
         p.save(&path).unwrap();
         assert_eq!(png_size(&path), (1000, 640));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        p.x_log_base = 2.0;
+        p.x_ticks = vec![1024.0, 2048.0, 4096.0];
         p.x_format = Some(|x| format!("{x:.0}"));
         p.y_format = Some(|y| format!("{y:.1} things per second"));
         p.save(&path).unwrap();
         assert_eq!(png_size(&path), (1000, 640));
         assert!(p.y_label_width() > 200);
+    }
+
+    #[test]
+    fn log_ticks_label_every_plot() {
+        assert_eq!(log_ticks(&(40.0..450.0)), vec![50.0, 100.0, 200.0]);
+        assert_eq!(log_ticks(&(0.9..1100.0)), vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
+        assert_eq!(log_ticks(&(45.0..130.0)), vec![50.0, 60.0, 70.0, 80.0, 90.0, 100.0]);
+        let wide = log_ticks(&(1.0..1e30));
+        assert!((3..=12).contains(&wide.len()) && wide[0] == 1.0, "{wide:?}");
+        assert!(log_ticks(&(0.0..1.0)).is_empty());
     }
 
     #[test]
