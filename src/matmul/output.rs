@@ -10,6 +10,8 @@ use serde::Serialize;
 use super::cell::{Cell, CellError};
 use super::config::{memory_bytes, GIB};
 use super::{Aggregate, CellRecord, CellSummary, MatmulConfig, MatmulRun, RankSetup, System};
+use plotters::prelude::SeriesLabelPosition;
+
 use crate::report::plot::{LinePlot, Series};
 use crate::report::units::si;
 use crate::report::{Align, Table};
@@ -328,7 +330,12 @@ pub fn plot(run: &MatmulRun, path: &Path) -> Result<()> {
     p.log_x = true;
     p.log_y = true;
     p.markers = true;
-    p.x_log_base = 2.0;
+    let mut sizes: Vec<f64> = run.cells.iter().map(|s| s.size as f64).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    p.x_ticks = sizes;
+    // Rates grow with size: the lower right is where the lines are not.
+    p.legend = SeriesLabelPosition::LowerRight;
     p.x_format = Some(|x| format!("{x:.0}"));
     p.y_format = Some(flops_unit);
     let mut keys: Vec<(String, String)> = Vec::new();
