@@ -94,7 +94,8 @@ pub fn header(system: &System, ranks: &[RankSetup], cfg: &MatmulConfig) -> Vec<S
     if let Some(r) = first {
         for d in &r.devices {
             for (dtype, peak) in &d.peaks {
-                if let Some(p) = peak {
+                let runs = d.kernels.iter().any(|(t, k)| t == dtype && k.is_ok());
+                if let Some(p) = peak.as_ref().filter(|_| runs) {
                     out.push(format!(
                         "Peak per rank, {dtype} on {}: {} ({})",
                         d.device,
