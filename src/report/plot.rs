@@ -62,8 +62,8 @@ pub struct LinePlot {
     /// is narrow). Linear axes place their own.
     pub x_ticks: Vec<f64>,
     pub y_ticks: Vec<f64>,
-    /// Where the legend goes: a corner the data leave empty.
-    pub legend: SeriesLabelPosition,
+    /// Where the legend goes; `None`: the corner the lines cross least.
+    pub legend: Option<SeriesLabelPosition>,
     /// Tick labels, e.g. `191.10 GFLOPS` instead of `1.9e11`; plotters' own otherwise.
     pub x_format: Option<fn(f64) -> String>,
     pub y_format: Option<fn(f64) -> String>,
@@ -83,7 +83,7 @@ impl LinePlot {
             markers: false,
             x_ticks: Vec::new(),
             y_ticks: Vec::new(),
-            legend: SeriesLabelPosition::UpperLeft,
+            legend: None,
             x_format: None,
             y_format: None,
         }
@@ -103,11 +103,12 @@ impl LinePlot {
         }
         let xr = span(pts.iter().map(|p| p.0), self.log_x);
         let yr = span(pts.iter().map(|p| p.1), self.log_y);
+        let legend = self.legend.clone().unwrap_or_else(|| self.emptiest_corner(&xr, &yr));
         render_atomic(path, |tmp| match (self.log_x, self.log_y) {
-            (false, false) => self.draw(tmp, xr, yr),
-            (true, false) => self.draw(tmp, log_axis(xr, &self.x_ticks), yr),
-            (false, true) => self.draw(tmp, xr, log_axis(yr, &self.y_ticks)),
-            (true, true) => self.draw(tmp, log_axis(xr, &self.x_ticks), log_axis(yr, &self.y_ticks)),
+            (false, false) => self.draw(tmp, xr, yr, legend),
+            (true, false) => self.draw(tmp, log_axis(xr, &self.x_ticks), yr, legend),
+            (false, true) => self.draw(tmp, xr, log_axis(yr, &self.y_ticks), legend),
+            (true, true) => self.draw(tmp, log_axis(xr, &self.x_ticks), log_axis(yr, &self.y_ticks), legend),
         })
     }
 
@@ -119,7 +120,54 @@ impl LinePlot {
         (longest * 9 + 30).max(90)
     }
 
-    fn draw<X, Y>(&self, file: &Path, x: X, y: Y) -> Result<()>
+    /// The corner whose legend-sized box the lines cross least (upper left on a
+    /// tie), judged on points sampled along each line in axis units.
+    fn emptiest_corner(&self, xr: &Range<f64>, yr: &Range<f64>) -> SeriesLabelPosition {
+        let unit = |v: f64, r: &Range<f64>, log: bool| {
+            if log {
+                (v.ln() - r.start.ln()) / (r.end.ln() - r.start.ln())
+            } else {
+                (v - r.start) / (r.end - r.start)
+            }
+        };
+        let mut samples = Vec::new();
+        for s in &self.series {
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .filter(|(x, y)| xr.contains(x) && yr.contains(y))
+                .map(|&(x, y)| (unit(x, xr, self.log_x), unit(y, yr, self.log_y)))
+                .collect();
+            samples.extend(pts.iter().copied());
+            for w in pts.windows(2) {
+                samples.extend((1..20).map(|k| {
+                    let t = k as f64 / 20.0;
+                    (w[0].0 + t * (w[1].0 - w[0].0), w[0].1 + t * (w[1].1 - w[0].1))
+                }));
+            }
+        }
+        // The legend's size relative to the plotting area: about 9 px a character
+        // plus the swatch, 22 px a line.
+        let longest = self.series.iter().map(|s| s.name.chars().count()).max().unwrap_or(0) as f64;
+        let w = ((longest * 9.0 + 60.0) / (self.width as f64 - 140.0)).min(1.0);
+        let h = ((self.series.len() as f64 * 22.0 + 20.0) / (self.height as f64 - 120.0)).min(1.0);
+        let corners = [
+            (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - h),
+            (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0 - h),
+            (SeriesLabelPosition::LowerRight, 1.0 - w, 0.0),
+            (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+        ];
+        let crossings = |x0: f64, y0: f64| {
+            samples.iter().filter(|(x, y)| (x0..=x0 + w).contains(x) && (y0..=y0 + h).contains(y)).count()
+        };
+        corners
+            .into_iter()
+            .min_by_key(|(_, x0, y0)| crossings(*x0, *y0))
+            .map(|c| c.0)
+            .unwrap_or(SeriesLabelPosition::UpperLeft)
+    }
+
+    fn draw<X, Y>(&self, file: &Path, x: X, y: Y, legend: SeriesLabelPosition) -> Result<()>
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
@@ -175,7 +223,7 @@ impl LinePlot {
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 16))
-                .position(self.legend.clone())
+                .position(legend)
                 .draw()
                 .map_err(plot_err)?;
         }
@@ -379,6 +427,27 @@ mod tests {
         let wide = log_ticks(&(1.0..1e30));
         assert!((3..=12).contains(&wide.len()) && wide[0] == 1.0, "{wide:?}");
         assert!(log_ticks(&(0.0..1.0)).is_empty());
+    }
+
+    #[test]
+    fn the_legend_goes_where_the_lines_are_not() {
+        let mut p = LinePlot::new("t", "x", "y");
+        p.log_x = true;
+        p.log_y = true;
+        // Rising lines: upper left and lower right are free; upper left wins the tie.
+        p.series.push(Series::new("a", vec![(1.0, 1.0), (100.0, 100.0)]));
+        let (xr, yr) = (0.8..125.0, 0.8..125.0);
+        assert!(matches!(p.emptiest_corner(&xr, &yr), SeriesLabelPosition::UpperLeft));
+        // A flat line across the top: a lower corner.
+        p.series = vec![Series::new("a", vec![(1.0, 100.0), (100.0, 100.0)])];
+        assert!(matches!(
+            p.emptiest_corner(&xr, &yr),
+            SeriesLabelPosition::LowerLeft | SeriesLabelPosition::LowerRight
+        ));
+        // One line high, one low and falling to the right: the upper right is free.
+        p.series =
+            vec![Series::new("a", vec![(1.0, 110.0), (100.0, 60.0)]), Series::new("b", vec![(1.0, 1.0), (100.0, 0.9)])];
+        assert!(matches!(p.emptiest_corner(&xr, &yr), SeriesLabelPosition::UpperRight));
     }
 
     #[test]
