@@ -10,8 +10,6 @@ use serde::Serialize;
 use super::cell::{Cell, CellError};
 use super::config::{memory_bytes, GIB};
 use super::{Aggregate, CellRecord, CellSummary, MatmulConfig, MatmulRun, RankSetup, System};
-use plotters::prelude::SeriesLabelPosition;
-
 use crate::report::plot::{LinePlot, Series};
 use crate::report::units::si;
 use crate::report::{Align, Table};
@@ -335,8 +333,6 @@ pub fn plot(run: &MatmulRun, path: &Path) -> Result<()> {
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     p.x_ticks = sizes;
-    // Rates grow with size: the lower right is where the lines are not.
-    p.legend = SeriesLabelPosition::LowerRight;
     p.x_format = Some(|x| format!("{x:.0}"));
     p.y_format = Some(flops_unit);
     let mut keys: Vec<(String, String)> = Vec::new();
