@@ -170,6 +170,149 @@ pub fn cpu_has(flag: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Memory the kernel says can be allocated without swapping (`MemAvailable`), in
+/// bytes; `None` where /proc/meminfo says nothing.
+pub fn host_memory_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Physical cores this process may run on: the CPUs it is allowed (affinity,
+/// cgroup) scaled by the node's cores-per-CPU ratio, so SMT siblings are not
+/// counted as cores. Falls back to the allowed CPUs where /proc/cpuinfo says nothing.
+pub fn physical_cores() -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return allowed;
+    };
+    let (cores, logical) = count_cores(&info);
+    if cores == 0 || logical == 0 {
+        return allowed;
+    }
+    (allowed * cores).div_ceil(logical).max(1)
+}
+
+/// (distinct physical cores, logical CPUs) listed in a /proc/cpuinfo text.
+fn count_cores(cpuinfo: &str) -> (usize, usize) {
+    let mut cores = std::collections::BTreeSet::new();
+    let mut logical = 0;
+    let (mut package, mut core) = (None, None);
+    for line in cpuinfo.lines().chain(std::iter::once("")) {
+        let (key, value) = line.split_once(':').map(|(k, v)| (k.trim(), v.trim())).unwrap_or((line.trim(), ""));
+        match key {
+            "processor" => logical += 1,
+            "physical id" => package = Some(value.to_string()),
+            "core id" => core = Some(value.to_string()),
+            "" => {
+                if let (Some(p), Some(c)) = (package.take(), core.take()) {
+                    cores.insert((p, c));
+                }
+            }
+            _ => {}
+        }
+    }
+    (cores.len(), logical)
+}
+
+/// Name and memory of a GPU as the driver reports them. `index` is the CUDA
+/// index this process sees; it is mapped through `CUDA_VISIBLE_DEVICES`, because
+/// `nvidia-smi` numbers all of the node's GPUs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub memory_bytes: u64,
+}
+
+/// What `nvidia-smi` says about the process's GPU `index`; `None` where there is
+/// no `nvidia-smi` or it answers nothing usable (the caller prints "unknown").
+pub fn gpu_info(index: usize) -> Option<GpuInfo> {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let id = match visible.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        Some(list) => list.split(',').nth(index)?.trim().to_string(),
+        None => index.to_string(),
+    };
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader,nounits", "-i", &id])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    parse_gpu_query(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `NVIDIA H100 80GB HBM3, 81559` (memory in MiB) -> name and bytes.
+fn parse_gpu_query(text: &str) -> Option<GpuInfo> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let (name, mib) = line.rsplit_once(',')?;
+    let mib: u64 = mib.trim().parse().ok()?;
+    Some(GpuInfo { name: name.trim().to_string(), memory_bytes: mib * 1024 * 1024 })
+}
+
+/// The version of the libtorch this process actually loaded, read beside the
+/// library (a PyTorch wheel's `version.py`, a libtorch archive's `build-version`),
+/// so it names what runs rather than what we were built against.
+#[cfg(feature = "torch")]
+pub fn libtorch_version() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.contains("/libtorch_cpu."))?;
+    let root = std::path::Path::new(lib).parent()?.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let version = text.lines().find_map(|l| l.strip_prefix("__version__ = "));
+        if let Some(v) = version {
+            return Some(v.trim().trim_matches(|c| c == '\'' || c == '"').to_string());
+        }
+    }
+    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The CUDA runtime libtorch was built with, as `13.0`; `None` without CUDA.
+#[cfg(feature = "torch")]
+pub fn cuda_version() -> Option<String> {
+    // Asking a CPU-only process for the CUDA runtime version throws inside libtorch.
+    if gpu_count() == 0 {
+        return None;
+    }
+    let v = tch::utils::version_cudart();
+    (v > 0).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
+}
+
+/// Lets cuBLAS run float32 matmuls on TF32 tensor cores (PyTorch's
+/// `torch.backends.cuda.matmul.allow_tf32`), or forbids it (libtorch's default).
+/// tch has no binding for this switch, so we call libtorch's own setter.
+#[cfg(feature = "torch")]
+pub fn set_cuda_tf32(allow: bool) {
+    // SAFETY: `at::globalContext()` returns a reference to a process-wide object
+    // that lives as long as the library; the setter takes `this` and a bool and
+    // does not throw. Only the legacy setter is used (never the newer
+    // `setFloat32Precision`): it keeps both of libtorch's flags in step, and mixing
+    // the two APIs makes libtorch's getter throw.
+    unsafe { torch_ffi::set_allow_tf32_cublas(torch_ffi::global_context(), allow) }
+}
+
+/// Whether cuBLAS may use TF32 for float32 matmuls (see [`set_cuda_tf32`]).
+#[cfg(feature = "torch")]
+pub fn cuda_tf32() -> bool {
+    // SAFETY: as in `set_cuda_tf32`; the getter only reads flags set by the setter.
+    unsafe { torch_ffi::allow_tf32_cublas(torch_ffi::global_context()) }
+}
+
+/// libtorch C++ entry points tch does not wrap, by their Itanium-mangled names
+/// (stable across the libtorch 2.x releases tch 0.26 supports).
+#[cfg(feature = "torch")]
+mod torch_ffi {
+    use std::ffi::c_void;
+
+    extern "C" {
+        #[link_name = "_ZN2at13globalContextEv"]
+        pub fn global_context() -> *mut c_void;
+        #[link_name = "_ZN2at7Context18setAllowTF32CuBLASEb"]
+        pub fn set_allow_tf32_cublas(ctx: *mut c_void, allow: bool);
+        #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
+        pub fn allow_tf32_cublas(ctx: *const c_void) -> bool;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +350,36 @@ mod tests {
         let all = default_threads(1);
         assert!(all >= 1);
         assert_eq!(default_threads(all * 4), 1);
+    }
+    #[test]
+    fn counts_physical_cores_not_smt_siblings() {
+        let two_smt = "processor\t: 0\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 1\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 2\nphysical id\t: 0\ncore id\t: 1\n\nprocessor\t: 3\nphysical id\t: 0\ncore id\t: 1\n";
+        assert_eq!(count_cores(two_smt), (2, 4));
+        let no_ids = "processor\t: 0\n\nprocessor\t: 1\n";
+        assert_eq!(count_cores(no_ids), (0, 2));
+        assert!(host_memory_available().is_some_and(|b| b > 0));
+        let n = physical_cores();
+        assert!(n >= 1 && n <= std::thread::available_parallelism().unwrap().get());
+    }
+
+    #[test]
+    fn reads_nvidia_smi_answers() {
+        let g = parse_gpu_query("NVIDIA H100 80GB HBM3, 81559\n").unwrap();
+        assert_eq!(g.name, "NVIDIA H100 80GB HBM3");
+        assert_eq!(g.memory_bytes, 81559 * 1024 * 1024);
+        assert_eq!(parse_gpu_query(""), None);
+        assert_eq!(parse_gpu_query("No devices were found"), None);
+    }
+
+    #[cfg(feature = "torch")]
+    #[test]
+    fn knows_the_libtorch_it_runs_and_switches_tf32() {
+        let v = libtorch_version().expect("libtorch version beside the loaded library");
+        assert!(v.starts_with("2."), "{v}");
+        assert!(!cuda_tf32(), "libtorch's default is no TF32");
+        set_cuda_tf32(true);
+        assert!(cuda_tf32());
+        set_cuda_tf32(false);
+        assert!(!cuda_tf32());
     }
 }

@@ -67,6 +67,21 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     .with_context(|| format!("writing JSON record {}", path.display()))
 }
 
+/// Writes flat records (no nested lists or maps) as CSV, atomically: a header row
+/// from the first record's field names, then one row per record.
+#[cfg(feature = "torch")]
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    write_atomic(path, |w| {
+        let mut out = csv::Writer::from_writer(w);
+        for row in rows {
+            out.serialize(row)?;
+        }
+        out.flush()?;
+        Ok(())
+    })
+    .with_context(|| format!("writing CSV {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +108,21 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(feature = "torch")]
+    #[test]
+    fn csv_has_a_header_and_one_row_per_record() {
+        #[derive(Serialize)]
+        struct Row {
+            size: u32,
+            dtype: &'static str,
+            gflops: Option<f64>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let rows = [Row { size: 64, dtype: "f32", gflops: Some(1.5) }, Row { size: 128, dtype: "bf16", gflops: None }];
+        write_csv(&path, &rows).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "size,dtype,gflops\n64,f32,1.5\n128,bf16,\n");
     }
 }

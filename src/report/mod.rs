@@ -10,6 +10,8 @@ pub mod units;
 #[cfg(feature = "torch")]
 pub mod plot;
 
+#[cfg(feature = "torch")]
+pub use files::write_csv;
 pub use files::{write_atomic, write_json};
 pub use progress::Progress;
 pub use table::{Align, Table};

@@ -1,10 +1,12 @@
 //! PNG plots with plotters: line charts (linear or log axes) and heatmaps. The
 //! font is embedded (DejaVu Sans), so plots render the same in a bare container.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
@@ -55,6 +57,16 @@ pub struct LinePlot {
     pub height: u32,
     /// Marks each point, for sparse data such as one point per matrix size.
     pub markers: bool,
+    /// Where a log axis puts its labelled ticks, e.g. the matrix sizes measured;
+    /// empty: 1, 2 and 5 times the powers of ten in range (finer if the range
+    /// is narrow). Linear axes place their own.
+    pub x_ticks: Vec<f64>,
+    pub y_ticks: Vec<f64>,
+    /// Where the legend goes; `None`: the corner the lines cross least.
+    pub legend: Option<SeriesLabelPosition>,
+    /// Tick labels, e.g. `191.10 GFLOPS` instead of `1.9e11`; plotters' own otherwise.
+    pub x_format: Option<fn(f64) -> String>,
+    pub y_format: Option<fn(f64) -> String>,
 }
 
 impl LinePlot {
@@ -69,6 +81,11 @@ impl LinePlot {
             width: 1000,
             height: 640,
             markers: false,
+            x_ticks: Vec::new(),
+            y_ticks: Vec::new(),
+            legend: None,
+            x_format: None,
+            y_format: None,
         }
     }
 
@@ -86,15 +103,71 @@ impl LinePlot {
         }
         let xr = span(pts.iter().map(|p| p.0), self.log_x);
         let yr = span(pts.iter().map(|p| p.1), self.log_y);
+        let legend = self.legend.clone().unwrap_or_else(|| self.emptiest_corner(&xr, &yr));
         render_atomic(path, |tmp| match (self.log_x, self.log_y) {
-            (false, false) => self.draw(tmp, xr, yr),
-            (true, false) => self.draw(tmp, xr.log_scale(), yr),
-            (false, true) => self.draw(tmp, xr, yr.log_scale()),
-            (true, true) => self.draw(tmp, xr.log_scale(), yr.log_scale()),
+            (false, false) => self.draw(tmp, xr, yr, legend),
+            (true, false) => self.draw(tmp, log_axis(xr, &self.x_ticks), yr, legend),
+            (false, true) => self.draw(tmp, xr, log_axis(yr, &self.y_ticks), legend),
+            (true, true) => self.draw(tmp, log_axis(xr, &self.x_ticks), log_axis(yr, &self.y_ticks), legend),
         })
     }
 
-    fn draw<X, Y>(&self, file: &Path, x: X, y: Y) -> Result<()>
+    /// Room for the y tick labels: wide enough for the longest formatted one.
+    fn y_label_width(&self) -> u32 {
+        let Some(f) = self.y_format else { return 90 };
+        let ys = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite());
+        let longest = ys.map(|y| f(y).chars().count()).max().unwrap_or(0) as u32;
+        (longest * 9 + 30).max(90)
+    }
+
+    /// The corner whose legend-sized box the lines cross least (upper left on a
+    /// tie), judged on points sampled along each line in axis units.
+    fn emptiest_corner(&self, xr: &Range<f64>, yr: &Range<f64>) -> SeriesLabelPosition {
+        let unit = |v: f64, r: &Range<f64>, log: bool| {
+            if log {
+                (v.ln() - r.start.ln()) / (r.end.ln() - r.start.ln())
+            } else {
+                (v - r.start) / (r.end - r.start)
+            }
+        };
+        let mut samples = Vec::new();
+        for s in &self.series {
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .filter(|(x, y)| xr.contains(x) && yr.contains(y))
+                .map(|&(x, y)| (unit(x, xr, self.log_x), unit(y, yr, self.log_y)))
+                .collect();
+            samples.extend(pts.iter().copied());
+            for w in pts.windows(2) {
+                samples.extend((1..20).map(|k| {
+                    let t = k as f64 / 20.0;
+                    (w[0].0 + t * (w[1].0 - w[0].0), w[0].1 + t * (w[1].1 - w[0].1))
+                }));
+            }
+        }
+        // The legend's size relative to the plotting area: about 9 px a character
+        // plus the swatch, 22 px a line.
+        let longest = self.series.iter().map(|s| s.name.chars().count()).max().unwrap_or(0) as f64;
+        let w = ((longest * 9.0 + 60.0) / (self.width as f64 - 140.0)).min(1.0);
+        let h = ((self.series.len() as f64 * 22.0 + 20.0) / (self.height as f64 - 120.0)).min(1.0);
+        let corners = [
+            (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - h),
+            (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0 - h),
+            (SeriesLabelPosition::LowerRight, 1.0 - w, 0.0),
+            (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+        ];
+        let crossings = |x0: f64, y0: f64| {
+            samples.iter().filter(|(x, y)| (x0..=x0 + w).contains(x) && (y0..=y0 + h).contains(y)).count()
+        };
+        corners
+            .into_iter()
+            .min_by_key(|(_, x0, y0)| crossings(*x0, *y0))
+            .map(|c| c.0)
+            .unwrap_or(SeriesLabelPosition::UpperLeft)
+    }
+
+    fn draw<X, Y>(&self, file: &Path, x: X, y: Y, legend: SeriesLabelPosition) -> Result<()>
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
@@ -107,18 +180,24 @@ impl LinePlot {
             .caption(&self.title, ("sans-serif", 26))
             .margin(16)
             .x_label_area_size(56)
-            .y_label_area_size(90)
+            .y_label_area_size(self.y_label_width())
             .build_cartesian_2d(x, y)
             .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
+        let x_format = |v: &f64| self.x_format.map(|f| f(*v)).unwrap_or_default();
+        let y_format = |v: &f64| self.y_format.map(|f| f(*v)).unwrap_or_default();
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(&self.x_label)
             .y_desc(&self.y_label)
             .axis_desc_style(("sans-serif", 20))
             .label_style(("sans-serif", 16))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(plot_err)?;
+            .light_line_style(RGBColor(235, 235, 235));
+        if self.x_format.is_some() {
+            mesh.x_label_formatter(&x_format);
+        }
+        if self.y_format.is_some() {
+            mesh.y_label_formatter(&y_format);
+        }
+        mesh.draw().map_err(plot_err)?;
         for (i, s) in self.series.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let pts: Vec<(f64, f64)> = s
@@ -144,7 +223,7 @@ impl LinePlot {
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 16))
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(legend)
                 .draw()
                 .map_err(plot_err)?;
         }
@@ -246,8 +325,53 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
+/// A log axis over `range` with labelled ticks at `given` (those in range), or
+/// at [`log_ticks`] if none are given, and light grid lines at 1..9 x 10^k.
+/// plotters' own log ticks are powers of ten only, which leaves a plot
+/// spanning less than a decade with one label or none.
+fn log_axis(range: Range<f64>, given: &[f64]) -> WithKeyPoints<LogCoord<f64>> {
+    let inside = |v: &f64| range.contains(v);
+    let bold: Vec<f64> = given.iter().copied().filter(inside).collect();
+    let bold = if bold.is_empty() { log_ticks(&range) } else { bold };
+    let light = decades(&range, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    range.log_scale().with_key_points(bold).with_light_points(light)
+}
+
+/// Labelled ticks for a log axis: 1, 2, 5 x 10^k when that gives 3 to 12 of
+/// them, powers of ten alone for wider ranges, finer steps for narrower ones.
+pub fn log_ticks(range: &Range<f64>) -> Vec<f64> {
+    let coarse = decades(range, &[1.0]);
+    let mid = decades(range, &[1.0, 2.0, 5.0]);
+    if mid.len() > 12 {
+        let step = coarse.len().div_ceil(12).max(1);
+        return coarse.into_iter().step_by(step).collect();
+    }
+    if mid.len() >= 3 {
+        return mid;
+    }
+    decades(range, &[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+}
+
+/// `m x 10^k` for each multiplier `m`, every `k`, within `range` (positive).
+fn decades(range: &Range<f64>, multipliers: &[f64]) -> Vec<f64> {
+    if !(range.start > 0.0 && range.end > range.start && range.end.is_finite()) {
+        return Vec::new();
+    }
+    let (k0, k1) = (range.start.log10().floor() as i32, range.end.log10().ceil() as i32);
+    let mut out = Vec::new();
+    for k in k0..=k1 {
+        for m in multipliers {
+            let v = m * 10f64.powi(k);
+            if range.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 /// The data's range with a margin (multiplicative on log axes).
-fn span(values: impl Iterator<Item = f64>, log: bool) -> std::ops::Range<f64> {
+fn span(values: impl Iterator<Item = f64>, log: bool) -> Range<f64> {
     let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if log {
         if lo == hi {
@@ -287,6 +411,43 @@ mod tests {
         p.save(&path).unwrap();
         assert_eq!(png_size(&path), (1000, 640));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        p.x_ticks = vec![1024.0, 2048.0, 4096.0];
+        p.x_format = Some(|x| format!("{x:.0}"));
+        p.y_format = Some(|y| format!("{y:.1} things per second"));
+        p.save(&path).unwrap();
+        assert_eq!(png_size(&path), (1000, 640));
+        assert!(p.y_label_width() > 200);
+    }
+
+    #[test]
+    fn log_ticks_label_every_plot() {
+        assert_eq!(log_ticks(&(40.0..450.0)), vec![50.0, 100.0, 200.0]);
+        assert_eq!(log_ticks(&(0.9..1100.0)), vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
+        assert_eq!(log_ticks(&(45.0..130.0)), vec![50.0, 60.0, 70.0, 80.0, 90.0, 100.0]);
+        let wide = log_ticks(&(1.0..1e30));
+        assert!((3..=12).contains(&wide.len()) && wide[0] == 1.0, "{wide:?}");
+        assert!(log_ticks(&(0.0..1.0)).is_empty());
+    }
+
+    #[test]
+    fn the_legend_goes_where_the_lines_are_not() {
+        let mut p = LinePlot::new("t", "x", "y");
+        p.log_x = true;
+        p.log_y = true;
+        // Rising lines: upper left and lower right are free; upper left wins the tie.
+        p.series.push(Series::new("a", vec![(1.0, 1.0), (100.0, 100.0)]));
+        let (xr, yr) = (0.8..125.0, 0.8..125.0);
+        assert!(matches!(p.emptiest_corner(&xr, &yr), SeriesLabelPosition::UpperLeft));
+        // A flat line across the top: a lower corner.
+        p.series = vec![Series::new("a", vec![(1.0, 100.0), (100.0, 100.0)])];
+        assert!(matches!(
+            p.emptiest_corner(&xr, &yr),
+            SeriesLabelPosition::LowerLeft | SeriesLabelPosition::LowerRight
+        ));
+        // One line high, one low and falling to the right: the upper right is free.
+        p.series =
+            vec![Series::new("a", vec![(1.0, 110.0), (100.0, 60.0)]), Series::new("b", vec![(1.0, 1.0), (100.0, 0.9)])];
+        assert!(matches!(p.emptiest_corner(&xr, &yr), SeriesLabelPosition::UpperRight));
     }
 
     #[test]
