@@ -9,6 +9,8 @@ pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod device;
+#[cfg(feature = "torch")]
+pub mod mnist;
 pub mod pi;
 pub mod report;
 #[cfg(feature = "torch")]
