@@ -51,12 +51,16 @@ impl<'c> DataParallel<'c> {
         }
         let floats: Vec<Tensor> =
             params.tensors.iter().filter(|t| t.is_floating_point()).map(|t| t.shallow_clone()).collect();
-        let (send, n) = self.pack(&floats, 0)?;
-        // SAFETY: `send` is this struct's contiguous f32 CPU buffer; nothing else
-        // uses it during the broadcast.
-        self.cluster.broadcast_f32(unsafe { host_slice(&send, n) });
+        // Its own buffer: the send buffer may hold the gradients.
+        let mut buf = None;
+        std::mem::swap(&mut buf, &mut self.send);
+        let packed = self.pack(&floats, 0);
+        std::mem::swap(&mut buf, &mut self.send);
+        let (buf, n) = packed?;
+        // SAFETY: `buf` is a contiguous f32 CPU buffer only this function holds.
+        self.cluster.broadcast_f32(unsafe { host_slice(&buf, n) });
         let _guard = tch::no_grad_guard();
-        self.unpack(&floats, &send).context("broadcasting parameters")
+        self.unpack(&floats, &buf).context("broadcasting parameters")
     }
 
     /// Gives every parameter a (zero) gradient, so all ranks send the same fused
@@ -95,6 +99,9 @@ impl<'c> DataParallel<'c> {
         Self::define_grads(params)?;
         let _guard = tch::no_grad_guard();
         let grads: Vec<Tensor> = params.tensors.iter().map(|p| p.grad()).collect();
+        if grads.iter().all(|g| g.device() == Device::Cpu && g.kind() == Kind::Float && g.is_contiguous()) {
+            return self.all_reduce_in_buckets(&grads, weight, stop);
+        }
         let (send, n) = self.pack(&grads, 1)?;
         if weight != 1.0 {
             let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
@@ -107,6 +114,38 @@ impl<'c> DataParallel<'c> {
         self.cluster.sum_f32_into(send_s, recv_s);
         let any_stop = recv_s[n] > 0.0;
         self.unpack(&grads, &recv).context("all-reducing gradients")?;
+        Ok(any_stop)
+    }
+
+    /// The CPU path: the gradients live in the fused buffers themselves (as
+    /// PyTorch DDP's `gradient_as_bucket_view`), so backward accumulates straight
+    /// into the buffer that is sent, and after the all-reduce the gradients are
+    /// pointed at the buffer that received. No copy either way; the two buffers
+    /// swap roles every step.
+    fn all_reduce_in_buckets(&mut self, grads: &[Tensor], weight: f64, stop: bool) -> Result<bool> {
+        let n: usize = grads.iter().map(|g| g.numel()).sum();
+        let send = match self.send.as_ref().filter(|b| b.numel() == n + 1 && views_of(grads, b)) {
+            Some(b) => b.shallow_clone(),
+            None => {
+                // First step (or someone replaced a gradient): move them in.
+                let (send, _) = self.pack(grads, 1)?;
+                point_into(grads, &send)?;
+                send
+            }
+        };
+        if weight != 1.0 {
+            let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
+        }
+        let recv = host_buffer(&mut self.recv, n + 1)?;
+        // SAFETY: two distinct contiguous f32 CPU buffers of n + 1 elements; the
+        // gradient views into `send` are not used while MPI reads it.
+        let (send_s, recv_s) = unsafe { (host_slice(&send, n + 1), host_slice(&recv, n + 1)) };
+        send_s[n] = if stop { 1.0 } else { 0.0 };
+        self.cluster.sum_f32_into(send_s, recv_s);
+        let any_stop = recv_s[n] > 0.0;
+        point_into(grads, &recv).context("all-reducing gradients")?;
+        self.send = Some(recv);
+        self.recv = Some(send);
         Ok(any_stop)
     }
 
@@ -163,6 +202,30 @@ impl<'c> DataParallel<'c> {
         }
         Ok(())
     }
+}
+
+/// Whether each gradient is the next slice of `buf`, in order.
+fn views_of(grads: &[Tensor], buf: &Tensor) -> bool {
+    let base = buf.data_ptr() as usize;
+    let mut offset = 0usize;
+    grads.iter().all(|g| {
+        let ok = g.data_ptr() as usize == base + 4 * offset;
+        offset += g.numel();
+        ok
+    })
+}
+
+/// Re-points each gradient at its slice of `buf` (same shape and strides): the
+/// parameter's `.grad` then reads and accumulates into the buffer.
+fn point_into(grads: &[Tensor], buf: &Tensor) -> Result<()> {
+    let mut offset = 0i64;
+    for g in grads {
+        let (size, stride) = (g.size(), g.stride());
+        let _ =
+            g.shallow_clone().f_set_source_tensor_storage_offset_(buf, offset, size.as_slice(), stride.as_slice())?;
+        offset += g.numel() as i64;
+    }
+    Ok(())
 }
 
 /// The f32 CPU buffer kept in `slot`, (re)allocated when its length changes.
