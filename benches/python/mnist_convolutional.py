@@ -159,6 +159,7 @@ def main():
     steps = int(epochs * train_size) // batch
     log = []
     start = t0 = time.perf_counter()
+    cpu0 = time.process_time()
     last = -1
     for step in range(steps):
         offset = (step * batch) % (train_size - batch)
@@ -184,6 +185,7 @@ def main():
             log.append({"step": step, "loss": loss.item(), "validation_error": val})
             sys.stdout.flush()
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - cpu0
     test = evaluate(test_x, test_y)
     print(f"Test error: {test:.1f}%")
     if args.json:
@@ -197,6 +199,7 @@ def main():
                     "steps": steps,
                     "seconds": seconds,
                     "ms_per_step": 1000 * seconds / steps,
+                    "cpu_ms_per_step": 1000 * cpu_seconds / steps,
                     "test_error": test,
                     "validation_error": log[-1]["validation_error"],
                     "log": log,

@@ -85,11 +85,8 @@ impl Cnn {
     pub fn forward(&self, images: &Tensor, dropout: Option<&Tensor>, precision: Precision) -> Result<Tensor> {
         let c = |t: &Tensor| precision.cast(t);
         let x = c(images);
-        let mut h = x.f_conv2d(&c(&self.conv1_w), Some(&c(&self.conv1_b)), [1, 1], [2, 2], [1, 1], 1)?;
-        // In place: the convolution's backward needs its input, not its output.
-        let h = h.f_relu_()?.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
-        let mut h = h.f_conv2d(&c(&self.conv2_w), Some(&c(&self.conv2_b)), [1, 1], [2, 2], [1, 1], 1)?;
-        let h = h.f_relu_()?.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
+        let h = conv_relu_pool(&x, &c(&self.conv1_w), &c(&self.conv1_b))?;
+        let h = conv_relu_pool(&h, &c(&self.conv2_w), &c(&self.conv2_b))?;
         // NCHW with channels-last strides permuted to NHWC is contiguous: the
         // flatten is a view, in the tutorial's HWC order.
         let h = h.f_permute([0, 2, 3, 1])?.f_reshape([-1, FEATURES])?;
@@ -111,6 +108,19 @@ impl Cnn {
         }
         Ok(total)
     }
+}
+
+/// `max_pool(relu(conv(x) + b))`, computed as `relu(max_pool(conv(x) + b))`:
+/// the same values (ReLU is monotonic, so it commutes with max) and the same
+/// gradients (the pool routes the gradient to the first maximum either way, and
+/// ReLU passes it only where that maximum is positive), with the ReLU and its
+/// backward on a tensor 4x smaller.
+fn conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let pooled =
+        x.f_conv2d(w, Some(b), [1, 1], [2, 2], [1, 1], 1)?.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
+    // In place: the pool's backward keeps its input and indices, not its output.
+    let mut pooled = pooled;
+    Ok(pooled.f_relu_()?)
 }
 
 /// The weights the L2 term covers, by variable name.
@@ -176,7 +186,7 @@ mod tests {
         let _guard = tch::no_grad_guard();
         let _ = m.conv2_w.shallow_clone().zero_();
         let bias: Vec<f32> = (0..64).map(|c| c as f32).collect();
-        let _ = m.conv2_b.shallow_clone().copy_(&Tensor::from_slice(&bias));
+        m.conv2_b.shallow_clone().copy_(&Tensor::from_slice(&bias));
         // fc1 reads feature k only: output 0 = feature k.
         let _ = m.fc1_w.shallow_clone().zero_();
         let _ = m.fc1_b.shallow_clone().zero_();

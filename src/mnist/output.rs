@@ -101,8 +101,11 @@ pub struct MnistRun {
     pub eval_seconds: f64,
     /// Milliseconds per step over this process's loop, evaluations included.
     pub ms_per_step: f64,
-    /// Same, without the evaluations.
+    /// Same, without the evaluations and checkpoint writes.
     pub ms_per_train_step: f64,
+    /// CPU time (all threads) of this rank's loop per step: on a busy machine,
+    /// how much of the wall time was our own work.
+    pub cpu_ms_per_step: Option<f64>,
     /// Training examples per second over this process's loop (all ranks).
     pub examples_per_second: f64,
     pub outputs: Outputs,
@@ -191,8 +194,9 @@ pub fn final_lines(run: &MnistRun) -> Vec<String> {
         ));
     }
     if run.steps_run > 0 {
+        let cpu = run.cpu_ms_per_step.map(|c| format!("; {c:.1} ms of CPU time")).unwrap_or_default();
         out.push(format!(
-            "Trained {} steps in {:.1} s: {:.1} ms/step with evaluations ({:.1} ms without), {:.0} examples/s",
+            "Trained {} steps in {:.1} s: {:.1} ms/step with evaluations ({:.1} ms without{cpu}), {:.0} examples/s",
             run.steps_run, run.train_seconds, run.ms_per_step, run.ms_per_train_step, run.examples_per_second
         ));
     }

@@ -202,6 +202,7 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
         eval_seconds: outcome.eval_seconds,
         ms_per_step: 1e3 * train_seconds / steps_run,
         ms_per_train_step: 1e3 * (train_seconds - outcome.eval_seconds - outcome.save_seconds) / steps_run,
+        cpu_ms_per_step: outcome.cpu_seconds.map(|c| 1e3 * c / steps_run),
         examples_per_second: outcome.steps_run as f64 * cfg.batch_size as f64 / train_seconds.max(1e-9),
         outputs,
     }))
@@ -272,6 +273,7 @@ struct Outcome {
     steps_run: u64,
     stopped_by: Option<String>,
     seconds: f64,
+    cpu_seconds: Option<f64>,
     eval_seconds: f64,
     save_seconds: f64,
 }
@@ -304,6 +306,7 @@ impl Trainer<'_> {
         let weight = shard.len() as f64 / batch as f64;
         let (mut eval_seconds, mut save_seconds) = (0.0, 0.0);
         let began = Instant::now();
+        let cpu_began = crate::device::process_cpu_seconds();
         let mut since = Instant::now();
         let mut last_logged = first_step as i64 - 1;
         let mut stopped_by = None;
@@ -376,6 +379,7 @@ impl Trainer<'_> {
             steps_run: state.next_step - first_step,
             stopped_by,
             seconds: began.elapsed().as_secs_f64(),
+            cpu_seconds: cpu_began.zip(crate::device::process_cpu_seconds()).map(|(a, b)| b - a),
             eval_seconds,
             save_seconds,
         })
