@@ -99,37 +99,20 @@ impl<'c> DataParallel<'c> {
         Self::define_grads(params)?;
         let _guard = tch::no_grad_guard();
         let grads: Vec<Tensor> = params.tensors.iter().map(|p| p.grad()).collect();
-        if grads.iter().all(|g| g.device() == Device::Cpu && g.kind() == Kind::Float && g.is_contiguous()) {
-            return self.all_reduce_in_buckets(&grads, weight, stop);
-        }
-        let (send, n) = self.pack(&grads, 1)?;
-        if weight != 1.0 {
-            let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
-        }
-        let recv = host_buffer(&mut self.recv, n + 1)?;
-        // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
-        // CPU buffers of n + 1 elements; libtorch has no work queued on them.
-        let (send_s, recv_s) = unsafe { (host_slice(&send, n + 1), host_slice(&recv, n + 1)) };
-        send_s[n] = if stop { 1.0 } else { 0.0 };
-        self.cluster.sum_f32_into(send_s, recv_s);
-        let any_stop = recv_s[n] > 0.0;
-        self.unpack(&grads, &recv).context("all-reducing gradients")?;
-        Ok(any_stop)
-    }
-
-    /// The CPU path: the gradients live in the fused buffers themselves (as
-    /// PyTorch DDP's `gradient_as_bucket_view`), so backward accumulates straight
-    /// into the buffer that is sent, and after the all-reduce the gradients are
-    /// pointed at the buffer that received. No copy either way; the two buffers
-    /// swap roles every step.
-    fn all_reduce_in_buckets(&mut self, grads: &[Tensor], weight: f64, stop: bool) -> Result<bool> {
         let n: usize = grads.iter().map(|g| g.numel()).sum();
-        let send = match self.send.as_ref().filter(|b| b.numel() == n + 1 && views_of(grads, b)) {
+        // On the CPU the gradients live in the fused buffers themselves (PyTorch
+        // DDP's `gradient_as_bucket_view`): backward accumulates straight into the
+        // buffer that is sent, and after the all-reduce the gradients are pointed
+        // at the buffer that received. No copy either way; the two buffers swap
+        // roles every step. Elsewhere (GPUs) they are packed and unpacked.
+        let in_place = grads.iter().all(|g| g.device() == Device::Cpu && g.kind() == Kind::Float && g.is_contiguous());
+        let send = match self.send.as_ref().filter(|b| in_place && b.numel() == n + 1 && views_of(&grads, b)) {
             Some(b) => b.shallow_clone(),
             None => {
-                // First step (or someone replaced a gradient): move them in.
-                let (send, _) = self.pack(grads, 1)?;
-                point_into(grads, &send)?;
+                let (send, _) = self.pack(&grads, 1)?;
+                if in_place {
+                    point_into(&grads, &send)?;
+                }
                 send
             }
         };
@@ -137,15 +120,20 @@ impl<'c> DataParallel<'c> {
             let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
         }
         let recv = host_buffer(&mut self.recv, n + 1)?;
-        // SAFETY: two distinct contiguous f32 CPU buffers of n + 1 elements; the
-        // gradient views into `send` are not used while MPI reads it.
+        // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
+        // CPU buffers of n + 1 elements; libtorch has no work queued on them, and
+        // the gradient views into `send` are not used while MPI reads it.
         let (send_s, recv_s) = unsafe { (host_slice(&send, n + 1), host_slice(&recv, n + 1)) };
         send_s[n] = if stop { 1.0 } else { 0.0 };
         self.cluster.sum_f32_into(send_s, recv_s);
         let any_stop = recv_s[n] > 0.0;
-        point_into(grads, &recv).context("all-reducing gradients")?;
-        self.send = Some(recv);
-        self.recv = Some(send);
+        if in_place {
+            point_into(&grads, &recv).context("all-reducing gradients")?;
+            self.send = Some(recv);
+            self.recv = Some(send);
+        } else {
+            self.unpack(&grads, &recv).context("all-reducing gradients")?;
+        }
         Ok(any_stop)
     }
 
