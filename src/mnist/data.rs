@@ -103,6 +103,20 @@ pub struct Splits {
     pub info: DataInfo,
 }
 
+impl Splits {
+    fn new(train: Digits, validation: Digits, test: Digits, kind: &str, path: String, notes: Vec<String>) -> Splits {
+        let info = DataInfo {
+            kind: kind.into(),
+            path,
+            train: train.len(),
+            validation: validation.len(),
+            test: test.len(),
+            notes,
+        };
+        Splits { train, validation, test, info }
+    }
+}
+
 /// What to train on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DataSource {
@@ -151,15 +165,7 @@ pub fn fake_data(n: usize) -> Digits {
 
 fn self_test() -> Splits {
     let (train, validation, test) = (fake_data(SELF_TEST_TRAIN), fake_data(SELF_TEST_EVAL), fake_data(SELF_TEST_EVAL));
-    let info = DataInfo {
-        kind: "self-test".into(),
-        path: String::new(),
-        train: train.len(),
-        validation: validation.len(),
-        test: test.len(),
-        notes: vec!["Running self-test.".into()],
-    };
-    Splits { train, validation, test, info }
+    Splits::new(train, validation, test, "self-test", String::new(), vec!["Running self-test.".into()])
 }
 
 /// MNIST's four files, as the tutorial uses them: validation is the first 5,000
@@ -189,15 +195,7 @@ fn load_idx_dir(dir: &Path) -> Result<Splits> {
     }
     let validation = train.slice(0..VALIDATION_SIZE);
     let train = train.slice(VALIDATION_SIZE..train.len());
-    let info = DataInfo {
-        kind: "mnist".into(),
-        path: dir.display().to_string(),
-        train: train.len(),
-        validation: validation.len(),
-        test: test.len(),
-        notes,
-    };
-    Ok(Splits { train, validation, test, info })
+    Ok(Splits::new(train, validation, test, "mnist", dir.display().to_string(), notes))
 }
 
 /// Parses an images file and a labels file and checks they describe the same digits.
@@ -316,15 +314,7 @@ fn load_sample() -> Result<Splits> {
     let held = SAMPLE_VALIDATION + SAMPLE_TEST;
     let (validation, test, train) =
         (all.slice(0..SAMPLE_VALIDATION), all.slice(SAMPLE_VALIDATION..held), all.slice(held..all.len()));
-    let info = DataInfo {
-        kind: "sample".into(),
-        path: path.display().to_string(),
-        train: train.len(),
-        validation: validation.len(),
-        test: test.len(),
-        notes: Vec::new(),
-    };
-    Ok(Splits { train, validation, test, info })
+    Ok(Splits::new(train, validation, test, "sample", path.display().to_string(), Vec::new()))
 }
 
 /// Rows of 784 pixel values 0..=255 and a label 0..=9, comma-separated.
