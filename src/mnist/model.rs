@@ -18,7 +18,7 @@
 use anyhow::Result;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::train::Precision;
+use crate::train::{rng, Precision};
 
 pub const CONV1_DEPTH: i64 = 32;
 pub const CONV2_DEPTH: i64 = 64;
@@ -41,14 +41,19 @@ pub struct Cnn {
 }
 
 /// TensorFlow's `truncated_normal(stddev)`: normal, redrawn beyond two standard
-/// deviations; drawn by inverse CDF (as PyTorch's `trunc_normal_`), so one
-/// uniform per value and the result depends only on libtorch's CPU generator.
-pub fn truncated_normal(shape: &[i64], stddev: f64) -> Result<Tensor> {
+/// deviations; drawn by inverse CDF (as PyTorch's `trunc_normal_`): one uniform
+/// per value from a counter-based stream keyed by `key`, so the weights are a
+/// pure function of the seed, not of a global generator's state.
+pub fn truncated_normal(key: u64, shape: &[i64], stddev: f64) -> Result<Tensor> {
     // Uniform on (-erf(sqrt 2), erf(sqrt 2)) maps through sqrt(2) * erfinv onto
     // (-2, 2) standard deviations. Rust's std has no erf: libtorch's is libm's.
     let bound = Tensor::from(std::f64::consts::SQRT_2).f_erf()?.f_double_value(&[])?;
-    let u = Tensor::f_empty(shape, (Kind::Double, Device::Cpu))?.f_uniform_(-bound, bound)?;
-    Ok(u.f_erfinv()?
+    let n: i64 = shape.iter().product();
+    let mut g = rng::SplitMix64::new(key);
+    let u: Vec<f64> = (0..n).map(|_| bound * (2.0 * g.unit() - 1.0)).collect();
+    Ok(Tensor::f_from_slice(&u)?
+        .f_reshape(shape)?
+        .f_erfinv()?
         .f_mul_scalar(stddev * std::f64::consts::SQRT_2)?
         .f_clamp(-2.0 * stddev, 2.0 * stddev)?
         .f_to_kind(Kind::Float)?)
@@ -58,14 +63,14 @@ impl Cnn {
     /// Variables under `p` named after their layers (`conv1.weight`, ...,
     /// `fc2.bias`), initialised as the tutorial does: truncated normal weights
     /// (stddev 0.1), conv1 bias 0, the other biases 0.1. Drawn on the CPU from
-    /// one stream seeded by `seed`, in a fixed order, so every rank and every
-    /// device starts from the same weights.
+    /// streams keyed by `seed` and the layer, so every rank and every device
+    /// starts from the same weights.
     pub fn new(p: &nn::Path, seed: u64) -> Result<Cnn> {
-        tch::manual_seed((crate::train::rng::derive(seed, "init", 0) >> 1) as i64);
-        let conv1_w = truncated_normal(&[CONV1_DEPTH, 1, 5, 5], INIT_STDDEV)?;
-        let conv2_w = truncated_normal(&[CONV2_DEPTH, CONV1_DEPTH, 5, 5], INIT_STDDEV)?;
-        let fc1_w = truncated_normal(&[HIDDEN, FEATURES], INIT_STDDEV)?;
-        let fc2_w = truncated_normal(&[NUM_LABELS, HIDDEN], INIT_STDDEV)?;
+        let tn = |layer: &str, shape: &[i64]| truncated_normal(rng::derive(seed, layer, 0), shape, INIT_STDDEV);
+        let conv1_w = tn("init conv1", &[CONV1_DEPTH, 1, 5, 5])?;
+        let conv2_w = tn("init conv2", &[CONV2_DEPTH, CONV1_DEPTH, 5, 5])?;
+        let fc1_w = tn("init fc1", &[HIDDEN, FEATURES])?;
+        let fc2_w = tn("init fc2", &[NUM_LABELS, HIDDEN])?;
         let full = |n: i64, v: f64| Tensor::f_full([n], v, (Kind::Float, Device::Cpu));
         let layer = |name: &str, w: &Tensor, b: Tensor| -> Result<(Tensor, Tensor)> {
             let l = p / name;
@@ -135,8 +140,7 @@ mod tests {
 
     #[test]
     fn truncated_normal_stays_within_two_stddevs_and_has_its_spread() {
-        tch::manual_seed(1);
-        let t = truncated_normal(&[200_000], 0.1).unwrap();
+        let t = truncated_normal(1, &[200_000], 0.1).unwrap();
         assert!(t.abs().max().double_value(&[]) <= 0.2);
         // A normal truncated at 2 sigma keeps 88% of the variance: std 0.0880.
         let std = t.std(true).double_value(&[]);

@@ -190,7 +190,7 @@ pub fn final_lines(run: &MnistRun) -> Vec<String> {
             run.steps,
             done as f64 * run.config.batch_size as f64 / run.data.train.max(1) as f64,
             run.outputs.checkpoint.display(),
-            resume_command(&run.config.command)
+            resume_command(&run.config.command, run.ranks)
         ));
     }
     if run.steps_run > 0 {
@@ -210,8 +210,9 @@ pub fn final_lines(run: &MnistRun) -> Vec<String> {
     out
 }
 
-/// The command line again, with `--resume`.
-fn resume_command(command: &[String]) -> String {
+/// The command line again, with `--resume` (and the launcher, which the
+/// process cannot see: `mpiexec -n N` stands for srun or ibrun too).
+fn resume_command(command: &[String], ranks: usize) -> String {
     let quote = |a: &String| {
         if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
             format!("'{}'", a.replace('\'', "'\\''"))
@@ -223,7 +224,8 @@ fn resume_command(command: &[String]) -> String {
     if !command.iter().any(|a| a == "--resume") {
         words.push("--resume".into());
     }
-    words.join(" ")
+    let launcher = if ranks > 1 { format!("mpiexec -n {ranks} ") } else { String::new() };
+    format!("{launcher}{}", words.join(" "))
 }
 
 /// Writes the record (`metrics.json`, and `json` if given) and the plot.
@@ -287,8 +289,8 @@ mod tests {
     fn resume_command_repeats_the_run() {
         let cmd: Vec<String> =
             ["mnist-cnn", "-o", "my runs/a", "--epochs", "2"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(resume_command(&cmd), "mnist-cnn -o 'my runs/a' --epochs 2 --resume");
+        assert_eq!(resume_command(&cmd, 1), "mnist-cnn -o 'my runs/a' --epochs 2 --resume");
         let again: Vec<String> = ["mnist-cnn", "--resume"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(resume_command(&again), "mnist-cnn --resume");
+        assert_eq!(resume_command(&again, 2), "mpiexec -n 2 mnist-cnn --resume");
     }
 }
