@@ -130,7 +130,7 @@ fn two_and_three_ranks_reach_the_parameters_of_one_rank() {
         let many = tempfile::tempdir().unwrap();
         let a = args(many.path());
         let r = mpirun(ranks, BIN, &a.iter().map(String::as_str).collect::<Vec<_>>(), 180).ok();
-        assert!(r.stdout.contains(&format!("Training on {ranks} rank(s)")), "{}", r.stdout);
+        assert!(r.stdout.contains(&format!("Training on {ranks} ranks x 1 thread, cpu, fp32;")), "{}", r.stdout);
         let diff = max_rel_diff(&base, &tensors(many.path()));
         assert!(diff < 1e-5, "{ranks} ranks differ from 1 rank by {diff} (relative)");
         let (h1, hn) = (json(&one.path().join("metrics.json")), json(&many.path().join("metrics.json")));

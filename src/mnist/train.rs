@@ -147,12 +147,15 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
         }
     };
     reporter.say(format!(
-        "Training on {} rank(s) x {threads} thread(s), {dev}, {}{}; global batch {} ({per_rank} per rank), {} steps ({epochs} epoch(s)), evaluation every {} steps, seed {}",
-        cluster.size(),
+        "Training on {} x {}, {dev}, {}{}; global batch {} ({per_rank} per rank), {} steps ({} epoch{}), evaluation every {} steps, seed {}",
+        plural(cluster.size(), "rank"),
+        plural(threads, "thread"),
         cfg.precision,
         engine.map(|e| format!(" on {e}")).unwrap_or_default(),
         cfg.batch_size,
         schedule.steps,
+        epochs,
+        if epochs == 1.0 { "" } else { "s" },
         schedule.eval_every,
         cfg.seed
     ));
@@ -206,6 +209,10 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
         examples_per_second: outcome.steps_run as f64 * cfg.batch_size as f64 / train_seconds.max(1e-9),
         outputs,
     }))
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Rank 0: the state to start from (fresh, or the checkpoint's when resuming,
