@@ -141,6 +141,26 @@ pub fn data_lines(d: &DataInfo) -> Vec<String> {
     out
 }
 
+/// How the run is spread and set up, before it starts.
+pub fn setup_line(c: &RunConfig, steps: u64, bf16_engine: Option<&str>) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let (lo, hi) = (c.batch_size / c.ranks.max(1), c.batch_size.div_ceil(c.ranks.max(1)));
+    let per_rank = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
+    format!(
+        "Training on {} x {}, {}, {}{}; global batch {} ({per_rank} per rank), {steps} steps ({} epoch{}), evaluation every {} steps, seed {}",
+        plural(c.ranks, "rank"),
+        plural(c.threads_per_rank, "thread"),
+        c.device,
+        c.precision,
+        bf16_engine.map(|e| format!(" on {e}")).unwrap_or_default(),
+        c.batch_size,
+        c.epochs,
+        if c.epochs == 1.0 { "" } else { "s" },
+        c.eval_frequency,
+        c.seed
+    )
+}
+
 /// Prints on rank 0: through the progress bar, so lines never tear it.
 pub struct Reporter {
     root: bool,

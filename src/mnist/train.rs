@@ -138,27 +138,7 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
         crate::report::write_json(&outputs.config, &config)?;
     }
     let engine = if dev.is_cuda() { None } else { cfg.precision.cpu_engine() };
-    let per_rank = {
-        let (lo, hi) = (cfg.batch_size / cluster.size(), cfg.batch_size.div_ceil(cluster.size()));
-        if lo == hi {
-            lo.to_string()
-        } else {
-            format!("{lo}-{hi}")
-        }
-    };
-    reporter.say(format!(
-        "Training on {} x {}, {dev}, {}{}; global batch {} ({per_rank} per rank), {} steps ({} epoch{}), evaluation every {} steps, seed {}",
-        plural(cluster.size(), "rank"),
-        plural(threads, "thread"),
-        cfg.precision,
-        engine.map(|e| format!(" on {e}")).unwrap_or_default(),
-        cfg.batch_size,
-        schedule.steps,
-        epochs,
-        if epochs == 1.0 { "" } else { "s" },
-        schedule.eval_every,
-        cfg.seed
-    ));
+    reporter.say(output::setup_line(&config, schedule.steps, engine));
     reporter.say("Initialized!");
 
     let sets = Sets::new(&splits, dev.tch())?;
@@ -209,10 +189,6 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
         examples_per_second: outcome.steps_run as f64 * cfg.batch_size as f64 / train_seconds.max(1e-9),
         outputs,
     }))
-}
-
-fn plural(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Rank 0: the state to start from (fresh, or the checkpoint's when resuming,
