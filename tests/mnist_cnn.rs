@@ -148,27 +148,53 @@ fn two_and_three_ranks_reach_the_parameters_of_one_rank() {
 
 #[test]
 fn a_run_killed_by_sigterm_resumes_to_the_uninterrupted_result() {
+    kill_and_resume(1, "TERM");
+}
+
+#[test]
+fn two_ranks_stopped_by_sigusr1_through_mpiexec_resume_to_the_uninterrupted_result() {
+    // Slurm's `--signal=B:USR1@120` reaches the launcher; it forwards to the ranks.
+    kill_and_resume(2, "USR1");
+}
+
+/// Runs 35 steps uninterrupted; runs them again, sends `signal` (to the
+/// binary, or to `mpiexec` with several ranks) after the checkpoint of step 10,
+/// resumes, and checks the two runs end bit for bit alike.
+fn kill_and_resume(ranks: usize, signal: &str) {
     let epochs = epochs_for(35);
     let flags = |d: &Path| {
-        vec![
-            "--epochs".to_string(),
-            epochs.clone(),
-            "--eval-frequency".into(),
-            "10".into(),
-            "--threads".into(),
-            "1".into(),
-            "-o".into(),
-            s(d).into(),
-        ]
+        vec!["--epochs", &epochs, "--eval-frequency", "10", "--threads", "1", "-o", s(d)]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // The command line: the binary itself, or mpiexec running it.
+    let line = |args: &[String]| {
+        let mut line: Vec<String> = Vec::new();
+        if ranks > 1 {
+            line.extend(["mpiexec".to_string(), "-n".to_string(), ranks.to_string()]);
+        }
+        line.push(s(&exe(BIN)).to_string());
+        line.extend(args.iter().cloned());
+        line
+    };
+    let finish = |args: &[String]| {
+        let out = Command::new("timeout")
+            .args(["--kill-after=5", "300"])
+            .args(line(args))
+            .env("HPCML_PROGRESS", "off")
+            .output()
+            .expect("run mnist-cnn");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let whole = tempfile::tempdir().unwrap();
-    let a = flags(whole.path());
-    let uninterrupted = run(BIN, &a.iter().map(String::as_str).collect::<Vec<_>>(), 300).ok();
+    let uninterrupted = finish(&flags(whole.path()));
 
     let cut = tempfile::tempdir().unwrap();
-    let a = flags(cut.path());
-    let mut child = Command::new(exe(BIN))
-        .args(&a)
+    let cmd = line(&flags(cut.path()));
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
         .env("HPCML_PROGRESS", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -188,29 +214,28 @@ fn a_run_killed_by_sigterm_resumes_to_the_uninterrupted_result() {
             break;
         }
     }
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
     assert!(killed.success());
     out.read_to_string(&mut seen).expect("read the rest");
     let status = wait_with_limit(&mut child, Duration::from_secs(60));
     let mut err = String::new();
     child.stderr.take().expect("stderr").read_to_string(&mut err).unwrap();
     assert_eq!(status, Some(0), "stdout:\n{seen}\nstderr:\n{err}");
-    assert!(seen.contains("Stopped by SIGTERM after step "), "{seen}");
+    assert!(seen.contains(&format!("Stopped by SIG{signal} after step ")), "{seen}");
     assert!(seen.contains("--resume"), "{seen}");
     assert!(!seen.contains("Test error"), "{seen}");
-    let stopped = json(&cut.path().join("metrics.json"));
-    let done = stopped["steps_run"].as_u64().unwrap();
+    let done = json(&cut.path().join("metrics.json"))["steps_run"].as_u64().unwrap();
     assert!((11..35).contains(&done), "stopped after {done} steps");
 
-    let mut a = flags(cut.path());
-    a.push("--resume".into());
-    let resumed = run(BIN, &a.iter().map(String::as_str).collect::<Vec<_>>(), 300).ok();
-    assert!(resumed.stdout.contains(&format!("Resuming from {}", s(&cut.path().join("checkpoint.safetensors")))));
+    let mut args = flags(cut.path());
+    args.push("--resume".into());
+    let resumed = finish(&args);
+    assert!(resumed.contains(&format!("Resuming from {}", s(&cut.path().join("checkpoint.safetensors")))));
     // Bit for bit: same parameters and momentum, same test error, same log.
     assert_eq!(max_rel_diff(&tensors(whole.path()), &tensors(cut.path())), 0.0);
     let test = |o: &str| o.lines().find(|l| l.starts_with("Test error")).map(str::to_string);
-    assert_eq!(test(&uninterrupted.stdout), test(&resumed.stdout));
-    assert!(test(&resumed.stdout).is_some());
+    assert_eq!(test(&uninterrupted), test(&resumed));
+    assert!(test(&resumed).is_some());
     let hist = |d: &Path| {
         let h = json(&d.join("metrics.json"))["history"].clone();
         h.as_array()
