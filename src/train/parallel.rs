@@ -51,12 +51,8 @@ impl<'c> DataParallel<'c> {
         }
         let floats: Vec<Tensor> =
             params.tensors.iter().filter(|t| t.is_floating_point()).map(|t| t.shallow_clone()).collect();
-        // Its own buffer: the send buffer may hold the gradients.
-        let mut buf = None;
-        std::mem::swap(&mut buf, &mut self.send);
-        let packed = self.pack(&floats, 0);
-        std::mem::swap(&mut buf, &mut self.send);
-        let (buf, n) = packed?;
+        // A buffer of its own: the send buffer may hold the gradients.
+        let (buf, n) = self.pack(&mut None, &floats, 0)?;
         // SAFETY: `buf` is a contiguous f32 CPU buffer only this function holds.
         self.cluster.broadcast_f32(unsafe { host_slice(&buf, n) });
         let _guard = tch::no_grad_guard();
@@ -109,7 +105,9 @@ impl<'c> DataParallel<'c> {
         let send = match self.send.as_ref().filter(|b| in_place && b.numel() == n + 1 && views_of(&grads, b)) {
             Some(b) => b.shallow_clone(),
             None => {
-                let (send, _) = self.pack(&grads, 1)?;
+                let mut slot = self.send.take();
+                let (send, _) = self.pack(&mut slot, &grads, 1)?;
+                self.send = slot;
                 if in_place {
                     point_into(&grads, &send)?;
                 }
@@ -142,12 +140,12 @@ impl<'c> DataParallel<'c> {
         self.cluster.sum_f64_slice(values);
     }
 
-    /// Copies `tensors`, flattened to f32 in order, into the host send buffer
-    /// (with `extra` free slots after them). Returns the buffer and the number
-    /// of values packed.
-    fn pack(&mut self, tensors: &[Tensor], extra: usize) -> Result<(Tensor, usize)> {
+    /// Copies `tensors`, flattened to f32 in order, into the host buffer kept in
+    /// `slot` (with `extra` free slots after them). Returns the buffer and the
+    /// number of values packed.
+    fn pack(&mut self, slot: &mut Option<Tensor>, tensors: &[Tensor], extra: usize) -> Result<(Tensor, usize)> {
         let n: usize = tensors.iter().map(|t| t.numel()).sum();
-        let send = host_buffer(&mut self.send, n + extra)?;
+        let send = host_buffer(slot, n + extra)?;
         if n == 0 {
             return Ok((send, 0));
         }
