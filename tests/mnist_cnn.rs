@@ -299,6 +299,8 @@ fn bad_input_is_one_line_and_exit_two() {
     // Every rank agrees and rank 0 says it once.
     let r = mpirun(2, BIN, &["--self-test", "--batch-size", "1", "-o", o], 120);
     assert_one_line_error(&r, 2, "--batch-size 1 is smaller than the 2 ranks");
+    let r = mpirun(2, BIN, &["--self-test", "-o", "/proc/no/such/dir"], 120);
+    assert_one_line_error(&r, 2, "--output /proc/no/such/dir: writing JSON record");
 }
 
 #[test]

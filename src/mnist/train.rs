@@ -134,9 +134,15 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
         resume: cfg.resume,
         command: cfg.command.clone(),
     };
-    if cluster.is_root() {
-        crate::report::write_json(&outputs.config, &config)?;
-    }
+    // Written first: an --output that cannot be written is found now, on every
+    // rank, before any training is lost.
+    let written = if cluster.is_root() {
+        crate::report::write_json(&outputs.config, &config)
+            .map_err(|e| usage(format!("--output {}: {}", outputs.dir.display(), crate::cli::one_line(&e))))
+    } else {
+        Ok(())
+    };
+    cluster.agree(written)?;
     let engine = if dev.is_cuda() { None } else { cfg.precision.cpu_engine() };
     reporter.say(output::setup_line(&config, schedule.steps, engine));
     reporter.say("Initialized!");
