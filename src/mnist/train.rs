@@ -312,9 +312,7 @@ impl Trainer<'_> {
             let loss = logits
                 .f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?
                 .f_mul_scalar(weight)?;
-            self.params.zero_grad();
-            loss.f_backward()?;
-            let any_stop = dp.all_reduce_gradients(self.params, 1.0, stop.requested().is_some())?;
+            let any_stop = dp.backward(&loss, self.params, 1.0, stop.requested().is_some())?;
             // The tutorial's minibatch figures are of this step's forward pass,
             // with the weights before the update.
             let minibatch = if evaluates {

@@ -59,6 +59,33 @@ impl<'c> DataParallel<'c> {
         self.unpack(&floats, &buf).context("broadcasting parameters")
     }
 
+    /// Backpropagates this rank's `loss` and leaves in every parameter's `.grad`
+    /// the gradient of the global batch (see [`Self::all_reduce_gradients`] for
+    /// `weight` and `stop`; returns true when any rank passed `stop`). Callers
+    /// need not zero the gradients. One process takes autograd's fresh gradients
+    /// and points `.grad` at them (no zeroing pass, no accumulation pass);
+    /// several ranks accumulate into the fused buffers and all-reduce them.
+    pub fn backward(&mut self, loss: &Tensor, params: &Params, weight: f64, stop: bool) -> Result<bool> {
+        if self.cluster.size() > 1 {
+            params.zero_grad();
+            loss.f_backward()?;
+            return self.all_reduce_gradients(params, weight, stop);
+        }
+        let fresh = Tensor::f_run_backward(&[loss], &params.tensors, false, false)?;
+        // The first time, `.grad` must exist to be pointed elsewhere.
+        Self::define_grads(params)?;
+        let _guard = tch::no_grad_guard();
+        for (p, g) in params.tensors.iter().zip(&fresh) {
+            let mut dst = p.grad();
+            if g.defined() {
+                let _ = dst.f_set_source_tensor_(g)?;
+            } else {
+                let _ = dst.f_zero_()?;
+            }
+        }
+        self.all_reduce_gradients(params, weight, stop)
+    }
+
     /// Gives every parameter a (zero) gradient, so all ranks send the same fused
     /// layout even when some layer got no gradient on some rank.
     pub fn define_grads(params: &Params) -> Result<()> {
