@@ -186,6 +186,20 @@ impl Cluster {
         }
     }
 
+    /// Element-wise sum over all ranks of `send` into `recv` (same length): the
+    /// all-reduce without the copy [`Cluster::sum_f32_in_place`] makes, for
+    /// callers that keep their own pair of buffers.
+    pub fn sum_f32_into(&self, send: &[f32], recv: &mut [f32]) {
+        assert_eq!(send.len(), recv.len(), "all-reduce buffers differ in length");
+        if self.size == 1 {
+            recv.copy_from_slice(send);
+            return;
+        }
+        for (s, r) in send.chunks(MAX_MPI_COUNT).zip(recv.chunks_mut(MAX_MPI_COUNT)) {
+            self.world.all_reduce_into(s, r, SystemOperation::sum());
+        }
+    }
+
     /// Overwrites `buf` on every rank with rank 0's contents.
     pub fn broadcast_f32(&self, buf: &mut [f32]) {
         if self.size == 1 {

@@ -157,6 +157,19 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// CPU time (user + system, all threads) this process has used, in seconds,
+/// from /proc/self/stat; `None` where there is no procfs. Beside wall time it
+/// tells how much of a timing was this process's own work on a busy machine.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) closed by ')':
+    // utime and stime are the 12th and 13th, in clock ticks (USER_HZ = 100).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// Whether the CPU advertises a feature flag (as /proc/cpuinfo spells it, e.g.
 /// `avx512_bf16`, `amx_bf16`).
 pub fn cpu_has(flag: &str) -> bool {
@@ -343,6 +356,22 @@ mod tests {
         assert!(e.to_string().contains("--device cpu"));
         let e = pick(DeviceRequest::Cuda(Some(3)), 0, 2).unwrap_err();
         assert!(e.to_string().contains("2 GPU"));
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        // Spin until the counter has moved by 0.2 s (clock ticks are 10 ms):
+        // it must, well before the wall-time cap, however busy the machine.
+        let before = process_cpu_seconds().expect("procfs");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while process_cpu_seconds().unwrap_or(before) - before < 0.2 {
+            assert!(start.elapsed().as_secs() < 60, "CPU time did not advance");
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(std::hint::black_box(1));
+            }
+        }
+        std::hint::black_box(x);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod cluster;
 pub mod device;
 #[cfg(feature = "torch")]
 pub mod matmul;
+#[cfg(feature = "torch")]
+pub mod mnist;
 pub mod pi;
 pub mod report;
 #[cfg(feature = "torch")]

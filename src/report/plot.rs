@@ -8,6 +8,7 @@ use std::sync::Once;
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::files::{replace_with, temp_path};
@@ -91,7 +92,47 @@ impl LinePlot {
 
     /// Renders to `path` (PNG), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
+        Self::save_stacked(path, std::slice::from_ref(self))
+    }
+
+    /// Renders several plots stacked top to bottom into one PNG (e.g. a loss
+    /// above error rates, over the same steps), atomically. The image is as
+    /// wide as the widest plot and as tall as all of them.
+    pub fn save_stacked(path: &Path, plots: &[LinePlot]) -> Result<()> {
         fonts();
+        if plots.is_empty() {
+            return Err(anyhow!("nothing to plot for {}: no plots", path.display()));
+        }
+        let mut ranges = Vec::with_capacity(plots.len());
+        for plot in plots {
+            ranges.push(plot.ranges().ok_or_else(|| {
+                anyhow!("nothing to plot for {} ({}): no finite data points", path.display(), plot.title)
+            })?);
+        }
+        let width = plots.iter().map(|p| p.width).max().unwrap_or(0);
+        let height = plots.iter().map(|p| p.height).sum();
+        render_atomic(path, |tmp| {
+            let root = BitMapBackend::new(tmp, (width, height)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let mut rest = root.clone();
+            for (plot, (xr, yr)) in plots.iter().zip(ranges) {
+                let (area, below) = rest.split_vertically(plot.height);
+                let legend = plot.legend.clone().unwrap_or_else(|| plot.emptiest_corner(&xr, &yr));
+                match (plot.log_x, plot.log_y) {
+                    (false, false) => plot.draw(&area, xr, yr, legend),
+                    (true, false) => plot.draw(&area, log_axis(xr, &plot.x_ticks), yr, legend),
+                    (false, true) => plot.draw(&area, xr, log_axis(yr, &plot.y_ticks), legend),
+                    (true, true) => plot.draw(&area, log_axis(xr, &plot.x_ticks), log_axis(yr, &plot.y_ticks), legend),
+                }?;
+                rest = below;
+            }
+            root.present().map_err(plot_err)?;
+            Ok(())
+        })
+    }
+
+    /// The axes' ranges, or `None` when there is no point to draw.
+    fn ranges(&self) -> Option<(Range<f64>, Range<f64>)> {
         let pts: Vec<(f64, f64)> = self
             .series
             .iter()
@@ -99,17 +140,9 @@ impl LinePlot {
             .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0) && (!self.log_y || *y > 0.0))
             .collect();
         if pts.is_empty() {
-            return Err(anyhow!("nothing to plot for {}: no finite data points", path.display()));
+            return None;
         }
-        let xr = span(pts.iter().map(|p| p.0), self.log_x);
-        let yr = span(pts.iter().map(|p| p.1), self.log_y);
-        let legend = self.legend.clone().unwrap_or_else(|| self.emptiest_corner(&xr, &yr));
-        render_atomic(path, |tmp| match (self.log_x, self.log_y) {
-            (false, false) => self.draw(tmp, xr, yr, legend),
-            (true, false) => self.draw(tmp, log_axis(xr, &self.x_ticks), yr, legend),
-            (false, true) => self.draw(tmp, xr, log_axis(yr, &self.y_ticks), legend),
-            (true, true) => self.draw(tmp, log_axis(xr, &self.x_ticks), log_axis(yr, &self.y_ticks), legend),
-        })
+        Some((span(pts.iter().map(|p| p.0), self.log_x), span(pts.iter().map(|p| p.1), self.log_y)))
     }
 
     /// Room for the y tick labels: wide enough for the longest formatted one.
@@ -167,16 +200,20 @@ impl LinePlot {
             .unwrap_or(SeriesLabelPosition::UpperLeft)
     }
 
-    fn draw<X, Y>(&self, file: &Path, x: X, y: Y, legend: SeriesLabelPosition) -> Result<()>
+    fn draw<X, Y>(
+        &self,
+        root: &DrawingArea<BitMapBackend<'_>, Shift>,
+        x: X,
+        y: Y,
+        legend: SeriesLabelPosition,
+    ) -> Result<()>
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
         X::CoordDescType: ValueFormatter<f64>,
         Y::CoordDescType: ValueFormatter<f64>,
     {
-        let root = BitMapBackend::new(file, (self.width, self.height)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 26))
             .margin(16)
             .x_label_area_size(56)
@@ -227,7 +264,6 @@ impl LinePlot {
                 .draw()
                 .map_err(plot_err)?;
         }
-        root.present().map_err(plot_err)?;
         Ok(())
     }
 }
@@ -448,6 +484,22 @@ mod tests {
         p.series =
             vec![Series::new("a", vec![(1.0, 110.0), (100.0, 60.0)]), Series::new("b", vec![(1.0, 1.0), (100.0, 0.9)])];
         assert!(matches!(p.emptiest_corner(&xr, &yr), SeriesLabelPosition::UpperRight));
+    }
+
+    #[test]
+    fn stacked_plots_share_one_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.png");
+        let mut top = LinePlot::new("loss", "step", "loss");
+        top.series.push(Series::new("loss", vec![(0.0, 8.0), (100.0, 3.0)]));
+        let mut bottom = LinePlot::new("errors", "step", "%");
+        bottom.height = 400;
+        bottom.series.push(Series::new("validation", vec![(0.0, 90.0), (100.0, 7.0)]));
+        LinePlot::save_stacked(&path, &[top, bottom]).unwrap();
+        assert_eq!(png_size(&path), (1000, 1040));
+        let empty = LinePlot::new("e", "x", "y");
+        assert!(LinePlot::save_stacked(&path, &[empty]).is_err());
+        assert_eq!(png_size(&path), (1000, 1040), "a failed save keeps the old file");
     }
 
     #[test]

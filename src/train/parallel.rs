@@ -19,12 +19,19 @@ use crate::cluster::{share, Cluster};
 
 pub struct DataParallel<'c> {
     cluster: &'c Cluster,
-    fused: Vec<f32>,
+    /// Host buffers of the fused all-reduce, kept across steps: gradients are
+    /// packed into `send` (plus one slot: the stop flag) and summed into `recv`.
+    /// Two buffers because rsmpi has no MPI_IN_PLACE; neither is copied again.
+    send: Option<Tensor>,
+    recv: Option<Tensor>,
+    /// On a GPU, gradients are packed on the device first, so one
+    /// device-to-host copy moves them all (and one copy brings them back).
+    staging: Option<Tensor>,
 }
 
 impl<'c> DataParallel<'c> {
     pub fn new(cluster: &'c Cluster) -> DataParallel<'c> {
-        DataParallel { cluster, fused: Vec::new() }
+        DataParallel { cluster, send: None, recv: None, staging: None }
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -42,15 +49,41 @@ impl<'c> DataParallel<'c> {
         if self.cluster.size() == 1 {
             return Ok(());
         }
-        let floats: Vec<&Tensor> = params.tensors.iter().filter(|t| t.is_floating_point()).collect();
-        self.pack(floats.iter().map(|t| Ok((*t).shallow_clone())))?;
-        self.cluster.broadcast_f32(&mut self.fused);
+        let floats: Vec<Tensor> =
+            params.tensors.iter().filter(|t| t.is_floating_point()).map(|t| t.shallow_clone()).collect();
+        // A buffer of its own: the send buffer may hold the gradients.
+        let (buf, n) = self.pack(&mut None, &floats, 0)?;
+        // SAFETY: `buf` is a contiguous f32 CPU buffer only this function holds.
+        self.cluster.broadcast_f32(unsafe { host_slice(&buf, n) });
         let _guard = tch::no_grad_guard();
-        self.unpack(&floats, |dst, src| {
-            dst.shallow_clone().f_copy_(src)?;
-            Ok(())
-        })
-        .context("broadcasting parameters")
+        self.unpack(&floats, &buf).context("broadcasting parameters")
+    }
+
+    /// Backpropagates this rank's `loss` and leaves in every parameter's `.grad`
+    /// the gradient of the global batch (see [`Self::all_reduce_gradients`] for
+    /// `weight` and `stop`; returns true when any rank passed `stop`). Callers
+    /// need not zero the gradients. One process takes autograd's fresh gradients
+    /// and points `.grad` at them (no zeroing pass, no accumulation pass);
+    /// several ranks accumulate into the fused buffers and all-reduce them.
+    pub fn backward(&mut self, loss: &Tensor, params: &Params, weight: f64, stop: bool) -> Result<bool> {
+        if self.cluster.size() > 1 {
+            params.zero_grad();
+            loss.f_backward()?;
+            return self.all_reduce_gradients(params, weight, stop);
+        }
+        let fresh = Tensor::f_run_backward(&[loss], &params.tensors, false, false)?;
+        // The first time, `.grad` must exist to be pointed elsewhere.
+        Self::define_grads(params)?;
+        let _guard = tch::no_grad_guard();
+        for (p, g) in params.tensors.iter().zip(&fresh) {
+            let mut dst = p.grad();
+            if g.defined() {
+                let _ = dst.f_set_source_tensor_(g)?;
+            } else {
+                let _ = dst.f_zero_()?;
+            }
+        }
+        self.all_reduce_gradients(params, weight, stop)
     }
 
     /// Gives every parameter a (zero) gradient, so all ranks send the same fused
@@ -71,7 +104,8 @@ impl<'c> DataParallel<'c> {
     /// Replaces each rank's gradients by the global batch's: the sum over ranks of
     /// `weight * grad`, where `weight` is this rank's share of the global batch
     /// (`shard len / global batch len`; the weights of all ranks sum to 1).
-    /// Returns true when any rank passed `stop`.
+    /// A trainer that already scaled its loss by the share passes 1.0, which
+    /// saves a pass over the buffer. Returns true when any rank passed `stop`.
     pub fn all_reduce_gradients(&mut self, params: &Params, weight: f64, stop: bool) -> Result<bool> {
         if self.cluster.size() == 1 {
             if weight != 1.0 {
@@ -86,18 +120,45 @@ impl<'c> DataParallel<'c> {
             return Ok(stop);
         }
         Self::define_grads(params)?;
-        let grads: Vec<Tensor> = params.tensors.iter().map(|p| p.grad()).collect();
-        self.pack(grads.iter().map(|g| g.f_mul_scalar(weight).map_err(Into::into)))?;
-        self.fused.push(if stop { 1.0 } else { 0.0 });
-        self.cluster.sum_f32_in_place(&mut self.fused);
-        let any_stop = self.fused.pop().unwrap_or(0.0) > 0.0;
         let _guard = tch::no_grad_guard();
-        let refs: Vec<&Tensor> = grads.iter().collect();
-        self.unpack(&refs, |dst, src| {
-            dst.shallow_clone().f_copy_(src)?;
-            Ok(())
-        })
-        .context("all-reducing gradients")?;
+        let grads: Vec<Tensor> = params.tensors.iter().map(|p| p.grad()).collect();
+        let n: usize = grads.iter().map(|g| g.numel()).sum();
+        // On the CPU the gradients live in the fused buffers themselves (PyTorch
+        // DDP's `gradient_as_bucket_view`): backward accumulates straight into the
+        // buffer that is sent, and after the all-reduce the gradients are pointed
+        // at the buffer that received. No copy either way; the two buffers swap
+        // roles every step. Elsewhere (GPUs) they are packed and unpacked.
+        let in_place = grads.iter().all(|g| g.device() == Device::Cpu && g.kind() == Kind::Float && g.is_contiguous());
+        let send = match self.send.as_ref().filter(|b| in_place && b.numel() == n + 1 && views_of(&grads, b)) {
+            Some(b) => b.shallow_clone(),
+            None => {
+                let mut slot = self.send.take();
+                let (send, _) = self.pack(&mut slot, &grads, 1)?;
+                self.send = slot;
+                if in_place {
+                    point_into(&grads, &send)?;
+                }
+                send
+            }
+        };
+        if weight != 1.0 {
+            let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
+        }
+        let recv = host_buffer(&mut self.recv, n + 1)?;
+        // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
+        // CPU buffers of n + 1 elements; libtorch has no work queued on them, and
+        // the gradient views into `send` are not used while MPI reads it.
+        let (send_s, recv_s) = unsafe { (host_slice(&send, n + 1), host_slice(&recv, n + 1)) };
+        send_s[n] = if stop { 1.0 } else { 0.0 };
+        self.cluster.sum_f32_into(send_s, recv_s);
+        let any_stop = recv_s[n] > 0.0;
+        if in_place {
+            point_into(&grads, &recv).context("all-reducing gradients")?;
+            self.send = Some(recv);
+            self.recv = Some(send);
+        } else {
+            self.unpack(&grads, &recv).context("all-reducing gradients")?;
+        }
         Ok(any_stop)
     }
 
@@ -106,37 +167,101 @@ impl<'c> DataParallel<'c> {
         self.cluster.sum_f64_slice(values);
     }
 
-    /// Flattens tensors (on their device) into one f32 tensor, then into `fused`
-    /// with a single device-to-host copy.
-    fn pack(&mut self, tensors: impl Iterator<Item = Result<Tensor>>) -> Result<()> {
-        let flat: Vec<Tensor> =
-            tensors.map(|t| Ok(t?.f_detach()?.f_to_kind(Kind::Float)?.f_reshape([-1])?)).collect::<Result<_>>()?;
-        self.fused.clear();
-        if flat.is_empty() {
-            return Ok(());
+    /// Copies `tensors`, flattened to f32 in order, into the host buffer kept in
+    /// `slot` (with `extra` free slots after them). Returns the buffer and the
+    /// number of values packed.
+    fn pack(&mut self, slot: &mut Option<Tensor>, tensors: &[Tensor], extra: usize) -> Result<(Tensor, usize)> {
+        let n: usize = tensors.iter().map(|t| t.numel()).sum();
+        let send = host_buffer(slot, n + extra)?;
+        if n == 0 {
+            return Ok((send, 0));
         }
-        let device = flat[0].device();
-        let all = Tensor::f_cat(&flat.iter().map(|t| t.f_to_device(device)).collect::<Result<Vec<_>, _>>()?, 0)?
-            .f_to_device(Device::Cpu)?;
-        let n = all.numel();
-        self.fused.resize(n, 0.0);
-        all.f_copy_data(&mut self.fused, n)?;
-        Ok(())
+        let flat: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| Ok(t.f_detach()?.f_to_kind(Kind::Float)?.f_reshape([-1])?))
+            .collect::<Result<_>>()?;
+        let body = send.f_narrow(0, 0, n as i64)?;
+        let device = tensors[0].device();
+        if device == Device::Cpu {
+            let _ = Tensor::f_cat_out(&body, &flat, 0)?;
+        } else {
+            let staging = device_buffer(&mut self.staging, n, device)?;
+            let _ = Tensor::f_cat_out(&staging, &flat, 0)?;
+            body.shallow_clone().f_copy_(&staging)?;
+        }
+        Ok((send, n))
     }
 
-    /// Hands each destination tensor its slice of `fused`, as a tensor of the
-    /// destination's shape, kind and device.
-    fn unpack(&self, dsts: &[&Tensor], mut put: impl FnMut(&Tensor, &Tensor) -> Result<()>) -> Result<()> {
-        let mut offset = 0usize;
+    /// Copies consecutive slices of the host buffer `from` into `dsts` (each in
+    /// its own shape, kind and device).
+    fn unpack(&mut self, dsts: &[Tensor], from: &Tensor) -> Result<()> {
+        let n: usize = dsts.iter().map(|t| t.numel()).sum();
+        if n == 0 {
+            return Ok(());
+        }
+        let device = dsts[0].device();
+        let src = if device == Device::Cpu {
+            from.shallow_clone()
+        } else {
+            let staging = device_buffer(&mut self.staging, n, device)?;
+            staging.shallow_clone().f_copy_(&from.f_narrow(0, 0, n as i64)?)?;
+            staging
+        };
+        let mut offset = 0i64;
         for dst in dsts {
-            let n = dst.numel();
-            let src = Tensor::f_from_slice(&self.fused[offset..offset + n])?
-                .f_reshape(dst.size())?
-                .f_to_kind(dst.kind())?
-                .f_to_device(dst.device())?;
-            put(dst, &src)?;
-            offset += n;
+            let len = dst.numel() as i64;
+            dst.shallow_clone().f_copy_(&src.f_narrow(0, offset, len)?.f_view(dst.size().as_slice())?)?;
+            offset += len;
         }
         Ok(())
     }
+}
+
+/// Whether each gradient is the next slice of `buf`, in order.
+fn views_of(grads: &[Tensor], buf: &Tensor) -> bool {
+    let base = buf.data_ptr() as usize;
+    let mut offset = 0usize;
+    grads.iter().all(|g| {
+        let ok = g.data_ptr() as usize == base + 4 * offset;
+        offset += g.numel();
+        ok
+    })
+}
+
+/// Re-points each gradient at its slice of `buf` (same shape and strides): the
+/// parameter's `.grad` then reads and accumulates into the buffer.
+fn point_into(grads: &[Tensor], buf: &Tensor) -> Result<()> {
+    let mut offset = 0i64;
+    for g in grads {
+        let (size, stride) = (g.size(), g.stride());
+        let _ =
+            g.shallow_clone().f_set_source_tensor_storage_offset_(buf, offset, size.as_slice(), stride.as_slice())?;
+        offset += g.numel() as i64;
+    }
+    Ok(())
+}
+
+/// The f32 CPU buffer kept in `slot`, (re)allocated when its length changes.
+fn host_buffer(slot: &mut Option<Tensor>, n: usize) -> Result<Tensor> {
+    device_buffer(slot, n, Device::Cpu)
+}
+
+fn device_buffer(slot: &mut Option<Tensor>, n: usize, device: Device) -> Result<Tensor> {
+    if let Some(t) = slot.as_ref().filter(|t| t.numel() == n && t.device() == device) {
+        return Ok(t.shallow_clone());
+    }
+    let t = Tensor::f_zeros([n as i64], (Kind::Float, device))?;
+    *slot = Some(t.shallow_clone());
+    Ok(t)
+}
+
+/// The first `n` values of a host buffer as a slice MPI can read and write.
+///
+/// # Safety
+/// `t` must be a contiguous f32 CPU tensor of at least `n` elements that nothing
+/// else reads or writes while the slice lives.
+#[allow(clippy::mut_from_ref)]
+unsafe fn host_slice(t: &Tensor, n: usize) -> &mut [f32] {
+    debug_assert!(t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() >= n);
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
 }

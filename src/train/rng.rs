@@ -2,6 +2,8 @@
 //! of step `s` are pure functions of the run's seed, so an interrupted and
 //! resumed run draws exactly what an uninterrupted one would.
 
+use std::ops::Range;
+
 /// SplitMix64's finaliser: a bijective 64-bit mix.
 pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -55,6 +57,24 @@ pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
     order
 }
 
+/// An inverted-dropout mask for rows `rows` of a `[batch, width]` activation:
+/// each element is 0 with probability `drop`, else `1 / (1 - drop)`. Element
+/// `(row, col)` is a pure function of `(key, row, col)`, with `row` the example's
+/// index in the global batch: a rank holding rows 32..64 draws exactly what one
+/// process holding the whole batch draws for them, so data-parallel training
+/// with dropout matches a single process. Make `key` per step and layer, e.g.
+/// `derive(seed, "dropout", step)`.
+pub fn dropout_mask(key: u64, rows: Range<usize>, width: usize, drop: f64) -> Vec<f32> {
+    let keep = 1.0 - drop;
+    let scale = if keep > 0.0 { (1.0 / keep) as f32 } else { 0.0 };
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        let mut g = SplitMix64::new(mix64(key ^ mix64(row as u64 + 1)));
+        out.extend((0..width).map(|_| if g.unit() < keep { scale } else { 0.0 }));
+    }
+    out
+}
+
 /// Seeds libtorch's generators (CPU and CUDA) for one step, so dropout masks
 /// depend on `(seed, step)` only.
 pub fn seed_torch_for_step(seed: u64, step: u64) {
@@ -75,6 +95,19 @@ mod tests {
         assert_ne!(a, epoch_order(1, 1, 1000));
         assert_ne!(a, epoch_order(2, 0, 1000));
         assert_ne!(a, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn dropout_rows_do_not_depend_on_the_shard() {
+        let key = derive(66478, "dropout", 12);
+        let whole = dropout_mask(key, 0..64, 512, 0.5);
+        let (a, b) = (dropout_mask(key, 0..21, 512, 0.5), dropout_mask(key, 21..64, 512, 0.5));
+        assert_eq!(whole, [a, b].concat());
+        assert!(whole.iter().all(|&m| m == 0.0 || m == 2.0));
+        let kept = whole.iter().filter(|&&m| m > 0.0).count() as f64 / whole.len() as f64;
+        assert!((kept - 0.5).abs() < 0.02, "{kept}");
+        assert_ne!(whole, dropout_mask(derive(66478, "dropout", 13), 0..64, 512, 0.5));
+        assert!(dropout_mask(key, 0..2, 8, 0.0).iter().all(|&m| m == 1.0));
     }
 
     #[test]
