@@ -9,10 +9,15 @@
 //! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes).
 
 pub mod config;
+pub mod data;
 pub mod dropout;
+pub mod export;
 pub mod hub;
 pub mod model;
+pub mod output;
+pub mod predict;
 pub mod tokenize;
+pub mod train;
 pub mod weights;
 
 use std::collections::HashMap;

@@ -308,3 +308,8 @@ impl BertClassifier {
 pub fn loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100)?)
 }
+
+/// Summed cross-entropy (evaluation sums over ranks, then divides once).
+pub fn loss_sum(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100)?)
+}
