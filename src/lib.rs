@@ -6,6 +6,8 @@
 
 #[cfg(feature = "torch")]
 pub mod assets;
+#[cfg(feature = "torch")]
+pub mod bert;
 pub mod cli;
 pub mod cluster;
 pub mod device;

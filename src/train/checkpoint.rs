@@ -86,11 +86,26 @@ fn owned(t: &Tensor) -> Result<Owned> {
 
 /// Writes named tensors (and optional JSON state) to `path` atomically.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], state: Option<&Value>) -> Result<()> {
+    write_safetensors_with_metadata(path, tensors, state, &[])
+}
+
+/// [`write_safetensors`] with extra string metadata beside the state, e.g.
+/// `("format", "pt")`, which `transformers` requires of a `model.safetensors`.
+pub fn write_safetensors_with_metadata(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    state: Option<&Value>,
+    metadata: &[(&str, &str)],
+) -> Result<()> {
     let owned: Vec<(String, Owned)> = tensors
         .iter()
         .map(|(n, t)| Ok((n.clone(), owned(t).with_context(|| format!("tensor '{n}'"))?)))
         .collect::<Result<_>>()?;
-    let meta = state.map(|s| HashMap::from([(META_KEY.to_string(), s.to_string())]));
+    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if let Some(s) = state {
+        meta.insert(META_KEY.to_string(), s.to_string());
+    }
+    let meta = if meta.is_empty() { None } else { Some(meta) };
     let views: Vec<(&str, &Owned)> = owned.iter().map(|(n, o)| (n.as_str(), o)).collect();
     let bytes = safetensors::tensor::serialize(views, &meta).map_err(|e| anyhow!("{e:?}"))?;
     write_atomic(path, |w| Ok(w.write_all(&bytes)?)).with_context(|| format!("saving {}", path.display()))
@@ -177,6 +192,22 @@ mod tests {
         assert!(dst.equal(&a));
         let wrong = Tensor::zeros([2], (Kind::Float, Device::Cpu));
         assert!(ck.restore(&["w".to_string()], &[wrong]).is_err());
+    }
+
+    #[test]
+    fn extra_metadata_sits_beside_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let t = vec![("w".to_string(), Tensor::from_slice(&[1.0f32]))];
+        write_safetensors_with_metadata(&path, &t, Some(&serde_json::json!({"k": 1})), &[("format", "pt")]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
+        let (_, state) = read_safetensors(&path).unwrap();
+        assert_eq!(state.unwrap()["k"], 1);
+        write_safetensors(&path, &t, None).unwrap();
+        let (_, state) = read_safetensors(&path).unwrap();
+        assert!(state.is_none());
     }
 
     #[test]

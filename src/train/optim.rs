@@ -168,20 +168,15 @@ impl Optimizer for Adam {
         self.steps += 1;
         let bias1 = 1.0 - self.beta1.powi(self.steps as i32);
         let bias2_sqrt = (1.0 - self.beta2.powi(self.steps as i32)).sqrt();
+        let c = AdamCoefficients::new(self, lr / bias1, bias2_sqrt);
         for ((p, m), v) in params.tensors.iter().zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
-            let mut g = p.grad();
+            let g = p.grad();
             if !g.defined() {
                 continue;
             }
-            if self.weight_decay != 0.0 {
-                g = g.f_add(&p.f_mul_scalar(self.weight_decay)?)?;
+            if !adam_step_cpu(p, &g, m, v, &c) {
+                adam_step_tensors(p, &g, m, v, &c)?;
             }
-            let _ = m.f_mul_scalar_(self.beta1)?;
-            let _ = m.f_add_(&g.f_mul_scalar(1.0 - self.beta1)?)?;
-            let _ = v.f_mul_scalar_(self.beta2)?;
-            let _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - self.beta2)?)?;
-            let denom = v.f_sqrt()?.f_div_scalar(bias2_sqrt)?.f_add_scalar(self.eps)?;
-            let _ = p.shallow_clone().f_sub_(&m.f_div(&denom)?.f_mul_scalar(lr / bias1)?)?;
         }
         Ok(())
     }
@@ -199,6 +194,153 @@ impl Optimizer for Adam {
         let steps = tensors.get("optim.adam.steps").ok_or_else(|| anyhow!("checkpoint lacks 'optim.adam.steps'"))?;
         self.steps = steps.f_to_kind(Kind::Int64)?.f_int64_value(&[0])?;
         Ok(())
+    }
+}
+
+/// One Adam update with its scalars: in float64 for the tensor ops (which
+/// round them to the tensor's dtype), in float32 for the CPU loop.
+struct AdamCoefficients {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    /// `lr / (1 - beta1^t)`.
+    step: f64,
+    /// `sqrt(1 - beta2^t)`.
+    bias2_sqrt: f64,
+}
+
+impl AdamCoefficients {
+    fn new(adam: &Adam, step: f64, bias2_sqrt: f64) -> AdamCoefficients {
+        AdamCoefficients {
+            beta1: adam.beta1,
+            beta2: adam.beta2,
+            eps: adam.eps,
+            weight_decay: adam.weight_decay,
+            step,
+            bias2_sqrt,
+        }
+    }
+}
+
+/// Adam's update with tensor ops (any device and dtype).
+fn adam_step_tensors(p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, c: &AdamCoefficients) -> Result<()> {
+    let mut g = g.shallow_clone();
+    if c.weight_decay != 0.0 {
+        g = g.f_add(&p.f_mul_scalar(c.weight_decay)?)?;
+    }
+    let _ = m.f_mul_scalar_(c.beta1)?;
+    let _ = m.f_add_(&g.f_mul_scalar(1.0 - c.beta1)?)?;
+    let _ = v.f_mul_scalar_(c.beta2)?;
+    let _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - c.beta2)?)?;
+    let denom = v.f_sqrt()?.f_div_scalar(c.bias2_sqrt)?.f_add_scalar(c.eps)?;
+    let _ = p.shallow_clone().f_sub_(&m.f_div(&denom)?.f_mul_scalar(c.step)?)?;
+    Ok(())
+}
+
+/// Elements below which one thread updates a tensor alone.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// Adam on a float32 CPU parameter in one pass over memory, split over
+/// libtorch's thread count, without the tensor path's seven full-size
+/// temporaries (a quarter of a MiniLM training step on one core). It performs
+/// the tensor path's float32 operations in the same order (Rust never
+/// contracts them into FMAs): the moments come out bit for bit the same; the
+/// parameters differ only where libtorch's vectorised sqrt (MKL VML, not
+/// correctly rounded) and IEEE sqrt disagree in the last bit. Runs on CPUs
+/// always take this path, so they stay exactly reproducible. Returns false,
+/// touching nothing, where it does not apply (GPU, other dtypes, strides).
+fn adam_step_cpu(p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, c: &AdamCoefficients) -> bool {
+    let n = p.numel();
+    let fits =
+        |t: &Tensor| t.device() == tch::Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n;
+    if !(fits(p) && fits(g) && fits(m) && fits(v)) {
+        return false;
+    }
+    let k = KernelScalars {
+        beta1: c.beta1 as f32,
+        one_minus_beta1: (1.0 - c.beta1) as f32,
+        beta2: c.beta2 as f32,
+        one_minus_beta2: (1.0 - c.beta2) as f32,
+        bias2_sqrt: c.bias2_sqrt as f32,
+        eps: c.eps as f32,
+        step: c.step as f32,
+        weight_decay: c.weight_decay as f32,
+    };
+    // SAFETY: four distinct contiguous float32 CPU tensors of `n` elements,
+    // which nothing else reads or writes during the step.
+    let (ps, gs, ms, vs) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(p.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts(g.data_ptr() as *const f32, n),
+            std::slice::from_raw_parts_mut(m.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(v.data_ptr() as *mut f32, n),
+        )
+    };
+    let threads = (tch::get_num_threads().max(1) as usize).min(n / PARALLEL_MIN).max(1);
+    if threads == 1 {
+        adam_kernel(ps, gs, ms, vs, &k);
+        return true;
+    }
+    let chunk = n.div_ceil(threads);
+    let k = &k;
+    std::thread::scope(|s| {
+        for (((p, g), m), v) in
+            ps.chunks_mut(chunk).zip(gs.chunks(chunk)).zip(ms.chunks_mut(chunk)).zip(vs.chunks_mut(chunk))
+        {
+            s.spawn(move || adam_kernel(p, g, m, v, k));
+        }
+    });
+    true
+}
+
+/// [`AdamCoefficients`] rounded to float32, as the tensor ops round them.
+struct KernelScalars {
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias2_sqrt: f32,
+    eps: f32,
+    step: f32,
+    weight_decay: f32,
+}
+
+fn adam_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &KernelScalars) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { adam_avx512(p, g, m, v, k) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { adam_avx2(p, g, m, v, k) };
+        }
+    }
+    adam_loop(p, g, m, v, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &KernelScalars) {
+    adam_loop(p, g, m, v, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &KernelScalars) {
+    adam_loop(p, g, m, v, k)
+}
+
+#[inline(always)]
+fn adam_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &KernelScalars) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if k.weight_decay != 0.0 { g + *p * k.weight_decay } else { g };
+        *m = *m * k.beta1 + g * k.one_minus_beta1;
+        *v = *v * k.beta2 + g * g * k.one_minus_beta2;
+        let denom = v.sqrt() / k.bias2_sqrt + k.eps;
+        *p -= *m / denom * k.step;
     }
 }
 
@@ -288,6 +430,38 @@ mod tests {
         for (a, b) in w.iter().zip([0.99f32, -1.99, 2.99]) {
             assert!((a - b).abs() < 1e-6, "{w:?}");
         }
+    }
+
+    #[test]
+    fn one_pass_cpu_adam_matches_the_tensor_path() {
+        // The CPU loop computes what the tensor path (GPUs, other dtypes)
+        // computes: the same moments, parameters up to sqrt's last bit.
+        for weight_decay in [0.0, 0.01] {
+            let n = 3 * PARALLEL_MIN as i64 + 7;
+            let p = Tensor::randn([n], (Kind::Float, Device::Cpu));
+            let (mut m, mut v) = (p.zeros_like(), p.zeros_like());
+            let (p2, mut m2, mut v2) = (p.copy(), m.copy(), v.copy());
+            for t in 1..=3 {
+                let g = Tensor::randn([n], (Kind::Float, Device::Cpu)) * t;
+                let c = AdamCoefficients {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay,
+                    step: 2e-5 / (1.0 - f64::powi(0.9, t as i32)),
+                    bias2_sqrt: (1.0 - f64::powi(0.999, t as i32)).sqrt(),
+                };
+                assert!(adam_step_cpu(&p, &g, &mut m, &mut v, &c));
+                adam_step_tensors(&p2, &g, &mut m2, &mut v2, &c).unwrap();
+            }
+            assert!(m.equal(&m2) && v.equal(&v2), "weight decay {weight_decay}");
+            let moved = (&p - &p2).abs().max().double_value(&[]);
+            assert!(moved < 1e-6, "parameters differ by {moved}");
+            assert!(!p.equal(&Tensor::zeros_like(&p)));
+        }
+        let d = Tensor::ones([4], (Kind::Double, Device::Cpu));
+        let c = AdamCoefficients { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1.0, bias2_sqrt: 1.0 };
+        assert!(!adam_step_cpu(&d, &d, &mut d.copy(), &mut d.copy(), &c));
     }
 
     #[test]

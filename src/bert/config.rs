@@ -1,0 +1,269 @@
+//! A checkpoint's `config.json`, as Hugging Face writes it for BERT-family
+//! models. Every hyper-parameter the model uses comes from here (never a
+//! hard-coded constant), and the fields we don't use are kept so an export
+//! writes them back unchanged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::bail_usage;
+
+/// The feed-forward activation (`hidden_act`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// The exact erf form: BERT's `gelu`.
+    Gelu,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    GeluTanh,
+    Relu,
+    Silu,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> Result<Activation> {
+        Ok(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            "silu" | "swish" => Activation::Silu,
+            other => bail_usage!(
+                "config.json: hidden_act '{other}' is not supported (use gelu, gelu_new, gelu_pytorch_tanh, relu or silu)"
+            ),
+        })
+    }
+}
+
+/// The fields of a BERT `config.json` the model needs, with Hugging Face's
+/// defaults for the ones old checkpoints leave out. Everything else in the
+/// file rides along in `extra`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BertConfig {
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub intermediate_size: i64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_dropout: Option<f64>,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: i64,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: i64,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    #[serde(default)]
+    pub pad_token_id: Option<i64>,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id2label: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn default_model_type() -> String {
+    "bert".into()
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_positions() -> i64 {
+    512
+}
+fn default_type_vocab() -> i64 {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+/// Model types whose checkpoints have BERT's module tree and names.
+const BERT_FAMILY: [&str; 1] = ["bert"];
+
+impl BertConfig {
+    pub fn from_file(path: &Path) -> Result<BertConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_json(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn from_json(text: &str) -> Result<BertConfig> {
+        let cfg: BertConfig = match serde_json::from_str(text) {
+            Ok(c) => c,
+            Err(e) => bail_usage!("not a BERT config.json ({e})"),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !BERT_FAMILY.contains(&self.model_type.as_str()) {
+            bail_usage!(
+                "model_type '{}' is not a BERT model; bert-classifier loads BERT-family checkpoints (model_type \"bert\": bert-base-uncased, MiniLM, BioBERT, ...)",
+                self.model_type
+            );
+        }
+        if self.position_embedding_type != "absolute" {
+            bail_usage!(
+                "position_embedding_type '{}' is not supported (only \"absolute\")",
+                self.position_embedding_type
+            );
+        }
+        Activation::parse(&self.hidden_act)?;
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                bail_usage!("{name} must be positive, got {v}");
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            bail_usage!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
+        }
+        for (name, p) in [
+            ("hidden_dropout_prob", Some(self.hidden_dropout_prob)),
+            ("attention_probs_dropout_prob", Some(self.attention_probs_dropout_prob)),
+            ("classifier_dropout", self.classifier_dropout),
+        ] {
+            if let Some(p) = p {
+                if !(0.0..1.0).contains(&p) {
+                    bail_usage!("{name} must be in [0, 1), got {p}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn activation(&self) -> Activation {
+        Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The dropout before the classification head (BERT falls back to the
+    /// hidden dropout).
+    pub fn head_dropout(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// The id of `[PAD]`, whose embedding row gets no gradient.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_token_id.unwrap_or(0)
+    }
+
+    /// The class names a fine-tuned checkpoint records, in id order, if it
+    /// records real ones (not the `LABEL_0`, `LABEL_1` placeholders).
+    pub fn labels(&self) -> Option<Vec<String>> {
+        let map = self.id2label.as_ref()?;
+        let mut pairs: Vec<(i64, &String)> =
+            map.iter().filter_map(|(k, v)| k.parse::<i64>().ok().map(|k| (k, v))).collect();
+        pairs.sort();
+        let contiguous = pairs.iter().enumerate().all(|(i, (k, _))| *k == i as i64);
+        if !contiguous || pairs.is_empty() {
+            return None;
+        }
+        Some(pairs.into_iter().map(|(_, v)| v.clone()).collect())
+    }
+
+    /// The `config.json` of this model fine-tuned as a classifier over `labels`:
+    /// what `transformers.AutoModelForSequenceClassification` reads.
+    pub fn for_classification(&self, labels: &[String]) -> Value {
+        let mut cfg = self.clone();
+        cfg.id2label = Some(labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        let mut v = serde_json::to_value(&cfg).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            let label2id: Map<String, Value> =
+                labels.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i as u64))).collect();
+            map.insert("label2id".into(), Value::Object(label2id));
+            map.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+            map.insert("problem_type".into(), Value::from("single_label_classification"));
+            map.insert("torch_dtype".into(), Value::from("float32"));
+            map.remove("num_labels");
+            map.remove("_name_or_path");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINI: &str = r#"{"architectures":["BertModel"],"hidden_act":"gelu","hidden_size":384,
+        "intermediate_size":1536,"layer_norm_eps":1e-12,"max_position_embeddings":512,"model_type":"bert",
+        "num_attention_heads":12,"num_hidden_layers":6,"pad_token_id":0,"type_vocab_size":2,
+        "vocab_size":30522,"gradient_checkpointing":false}"#;
+
+    #[test]
+    fn reads_every_hyper_parameter_and_keeps_the_rest() {
+        let c = BertConfig::from_json(MINI).unwrap();
+        assert_eq!(c.head_dim(), 32);
+        assert_eq!(c.layer_norm_eps, 1e-12);
+        assert_eq!(c.activation(), Activation::Gelu);
+        assert_eq!(c.head_dropout(), 0.1);
+        assert_eq!(c.extra["gradient_checkpointing"], false);
+        let out = c.for_classification(&["ham".into(), "spam".into()]);
+        assert_eq!(out["id2label"]["1"], "spam");
+        assert_eq!(out["label2id"]["ham"], 0);
+        assert_eq!(out["architectures"][0], "BertForSequenceClassification");
+        assert_eq!(out["gradient_checkpointing"], false);
+        let back: BertConfig = serde_json::from_value(out).unwrap();
+        assert_eq!(back.labels().unwrap(), vec!["ham", "spam"]);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_run() {
+        let bad = MINI.replace("\"bert\"", "\"gpt2\"");
+        let e = BertConfig::from_json(&bad).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        assert!(e.to_string().contains("gpt2"));
+        let bad = MINI.replace("\"gelu\"", "\"quick_gelu\"");
+        assert!(BertConfig::from_json(&bad).unwrap_err().to_string().contains("quick_gelu"));
+        let bad = MINI.replace("\"num_attention_heads\":12", "\"num_attention_heads\":7");
+        assert!(BertConfig::from_json(&bad).is_err());
+        assert!(BertConfig::from_json("{}").is_err());
+    }
+
+    #[test]
+    fn placeholder_labels_are_not_class_names() {
+        let mut c = BertConfig::from_json(MINI).unwrap();
+        assert!(c.labels().is_none());
+        c.id2label = Some([("0".to_string(), "neg".to_string()), ("2".to_string(), "pos".to_string())].into());
+        assert!(c.labels().is_none());
+    }
+}

@@ -1,0 +1,479 @@
+//! Labelled texts from CSV files, their classes, and batches.
+//!
+//! The layout is the tutorial's: a source directory with `train.csv`,
+//! `valid.csv` and (optionally) `test.csv`, a header row, the text in one
+//! column (`titletext`) and the class in another (`label`). Classes may be any
+//! strings (`0`/`1`, `spam`/`ham`); they are numbered in order (numerically
+//! when all are integers) and the names kept for reports and exports.
+//!
+//! A row that cannot be read (wrong number of fields, no label, bytes that are
+//! not UTF-8) is an error naming the file and line, unless the caller chose to
+//! skip such rows, in which case they are counted.
+//!
+//! Batches are bucketed by length like torchtext's `BucketIterator`: each
+//! epoch shuffles the examples, sorts pools of 50 batches by length, cuts them
+//! into batches and shuffles the batches. Each batch is then padded only to its
+//! own longest text, so short texts don't pay for `--max-len` tokens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::model::Batch;
+use crate::bail_usage;
+use crate::train::rng::{derive, epoch_order, SplitMix64};
+
+/// Batches per pool that are sorted by length together.
+const POOL_BATCHES: usize = 50;
+
+/// The rows of one CSV file.
+#[derive(Clone, Debug, Default)]
+pub struct Split {
+    /// `train.csv`, for messages.
+    pub name: String,
+    pub path: PathBuf,
+    pub texts: Vec<String>,
+    /// Raw label strings (empty when the file has no label column and none
+    /// was needed).
+    pub labels: Vec<String>,
+    /// The line each row starts on (1-based, the header is line 1).
+    pub lines: Vec<u64>,
+    pub skipped: Vec<u64>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
+/// Which columns to read.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    pub text: String,
+    /// `None` for unlabelled texts (prediction).
+    pub label: Option<String>,
+}
+
+/// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
+/// counted in `skipped` instead of failing.
+pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
+    };
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(std::io::BufReader::new(file));
+    let header = match rdr.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
+    };
+    let names: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let s = String::from_utf8_lossy(h).trim().to_string();
+            if i == 0 {
+                s.trim_start_matches('\u{feff}').to_string()
+            } else {
+                s
+            }
+        })
+        .collect();
+    if names.iter().all(|n| n.is_empty()) {
+        bail_usage!("{} is empty: expected a header row naming the columns", path.display());
+    }
+    let find = |col: &str, flag: &str| -> Result<usize> {
+        match names.iter().position(|n| n == col) {
+            Some(i) => Ok(i),
+            None => bail_usage!(
+                "{} has no column '{col}' (its columns: {}); pick one with {flag}",
+                path.display(),
+                names.join(", ")
+            ),
+        }
+    };
+    let text_at = find(&cols.text, "--text-column")?;
+    let label_at = match &cols.label {
+        Some(l) => Some(find(l, "--label-column")?),
+        None => None,
+    };
+    let mut split = Split { name, path: path.to_path_buf(), ..Default::default() };
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line = rdr.position().line();
+        let problem = match rdr.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => check_row(&record, names.len(), text_at, label_at),
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Io(_) => bail_usage!("cannot read {}: {e}", path.display()),
+                _ => Err(format!("{e}")),
+            },
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        match problem {
+            Ok((text, label)) => {
+                split.texts.push(text);
+                if let Some(l) = label {
+                    split.labels.push(l);
+                }
+                split.lines.push(line);
+            }
+            Err(why) if skip_bad => {
+                let _ = why;
+                split.skipped.push(line);
+            }
+            Err(why) => bail_usage!(
+                "{} line {line}: {why}; fix the file or pass --skip-bad-rows to leave such rows out",
+                path.display()
+            ),
+        }
+    }
+    Ok(split)
+}
+
+fn check_row(
+    record: &csv::ByteRecord,
+    fields: usize,
+    text_at: usize,
+    label_at: Option<usize>,
+) -> std::result::Result<(String, Option<String>), String> {
+    if record.len() != fields {
+        return Err(format!(
+            "{} field(s) where the header has {fields} (an unquoted comma or an unclosed quote?)",
+            record.len()
+        ));
+    }
+    let field = |i: usize| -> std::result::Result<String, String> {
+        std::str::from_utf8(record.get(i).unwrap_or_default())
+            .map(str::to_string)
+            .map_err(|_| "bytes that are not UTF-8".to_string())
+    };
+    let text = field(text_at)?;
+    let label = match label_at {
+        Some(i) => {
+            let l = field(i)?.trim().to_string();
+            if l.is_empty() {
+                return Err("an empty label".to_string());
+            }
+            Some(l)
+        }
+        None => None,
+    };
+    Ok((text, label))
+}
+
+/// Class names in id order, numeric order when every name is an integer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Labels {
+    pub names: Vec<String>,
+}
+
+impl Labels {
+    /// The classes found in `split` (the training set).
+    pub fn from_split(split: &Split) -> Result<Labels> {
+        let mut seen: Vec<String> = split.labels.clone();
+        seen.sort();
+        seen.dedup();
+        let numeric: Option<BTreeMap<i128, String>> =
+            seen.iter().map(|s| s.parse::<i128>().ok().map(|v| (v, s.clone()))).collect();
+        let names = match numeric {
+            Some(map) if map.len() == seen.len() => map.into_values().collect(),
+            _ => seen,
+        };
+        if names.len() < 2 {
+            bail_usage!(
+                "{} has {} class(es) in column labels ({}); a classifier needs at least two",
+                split.path.display(),
+                names.len(),
+                names.join(", ")
+            );
+        }
+        Ok(Labels { names })
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The class id of every row of `split`; a label the classes don't have is
+    /// an error naming its line.
+    pub fn ids(&self, split: &Split, known_from: &str) -> Result<Vec<i64>> {
+        let index: HashMap<&str, i64> = self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i as i64)).collect();
+        split
+            .labels
+            .iter()
+            .zip(&split.lines)
+            .map(|(l, line)| match index.get(l.as_str()) {
+                Some(&i) => Ok(i),
+                None => bail_usage!(
+                    "{} line {line}: label '{l}' is not one of the classes of {known_from} ({})",
+                    split.path.display(),
+                    self.names.join(", ")
+                ),
+            })
+            .collect()
+    }
+}
+
+/// Tokenised examples: ids (with `[CLS]`/`[SEP]`, truncated) and class ids.
+pub struct Encoded {
+    pub ids: Vec<Vec<u32>>,
+    pub labels: Vec<i64>,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn lengths(&self) -> Vec<usize> {
+        self.ids.iter().map(Vec::len).collect()
+    }
+
+    /// The examples `rows` as a batch padded to its longest, on `device`.
+    pub fn batch(&self, rows: &[usize], pad_id: i64, device: Device) -> Result<Batch> {
+        collate(rows.iter().map(|&r| self.ids[r].as_slice()), pad_id, device)
+    }
+
+    pub fn labels_of(&self, rows: &[usize], device: Device) -> Result<Tensor> {
+        let v: Vec<i64> = rows.iter().map(|&r| self.labels[r]).collect();
+        Ok(Tensor::f_from_slice(&v)?.f_to_device(device)?)
+    }
+}
+
+/// Pads token id rows to the longest into `[batch, len]` ids and mask.
+pub fn collate<'a>(rows: impl Iterator<Item = &'a [u32]> + Clone, pad_id: i64, device: Device) -> Result<Batch> {
+    let n = rows.clone().count();
+    let len = rows.clone().map(<[u32]>::len).max().unwrap_or(0).max(1);
+    let mut ids = vec![pad_id; n * len];
+    let mut mask = vec![0u8; n * len];
+    for (i, r) in rows.enumerate() {
+        for (j, &t) in r.iter().enumerate() {
+            ids[i * len + j] = i64::from(t);
+            mask[i * len + j] = 1;
+        }
+    }
+    let shape = [n as i64, len as i64];
+    Ok(Batch {
+        ids: Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?,
+        mask: Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_kind(Kind::Bool)?.f_to_device(device)?,
+    })
+}
+
+/// The training batches of epoch `epoch`: a pure function of the seed, so a
+/// resumed run sees the same batches. Each batch is sorted by length.
+pub fn train_batches(lengths: &[usize], batch: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
+    let batch = batch.max(1);
+    let order = epoch_order(seed, epoch, lengths.len());
+    let mut batches: Vec<Vec<usize>> = Vec::with_capacity(lengths.len().div_ceil(batch));
+    for pool in order.chunks(batch * POOL_BATCHES) {
+        let mut pool = pool.to_vec();
+        pool.sort_by_key(|&i| lengths[i]);
+        batches.extend(pool.chunks(batch).map(<[usize]>::to_vec));
+    }
+    let mut rng = SplitMix64::new(derive(seed, "batches", epoch));
+    for i in (1..batches.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        batches.swap(i, j);
+    }
+    batches
+}
+
+/// Evaluation batches: every example once, sorted by length (results are put
+/// back in row order by the caller). A batch holds up to `batch` texts of
+/// `max_len` tokens' worth: more texts when they are short, so short texts
+/// don't run in tiny batches.
+pub fn eval_batches(lengths: &[usize], batch: usize, max_len: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    let budget = batch.max(1) * max_len.max(1);
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending: the newcomer is the longest, so it sets the padding.
+        if !current.is_empty() && (current.len() + 1) * lengths[i].max(1) > budget {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// A batch reordered so that contiguous shards (`DataParallel::shard`) deal
+/// its length-sorted examples out in turn: every rank gets a share of short
+/// and long texts, so no rank waits on the others.
+pub fn deal(batch: &[usize], ranks: usize) -> Vec<usize> {
+    let ranks = ranks.max(1);
+    (0..ranks).flat_map(|r| batch.iter().skip(r).step_by(ranks).copied()).collect()
+}
+
+/// The source directory's files: train and valid are required, test optional.
+pub struct SourceFiles {
+    pub train: PathBuf,
+    pub valid: PathBuf,
+    pub test: Option<PathBuf>,
+}
+
+impl SourceFiles {
+    pub fn find(dir: &Path) -> Result<SourceFiles> {
+        if !dir.is_dir() {
+            bail_usage!(
+                "-s/--source {}: no such directory (it should hold train.csv, valid.csv and optionally test.csv)",
+                dir.display()
+            );
+        }
+        let need = |f: &str| -> Result<PathBuf> {
+            let p = dir.join(f);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                bail_usage!(
+                    "-s/--source {}: no {f} there (expected train.csv, valid.csv and optionally test.csv; see data/README.md to fetch the tutorial's)",
+                    dir.display()
+                )
+            }
+        };
+        let train = need("train.csv")?;
+        let valid = need("valid.csv")?;
+        let test = Some(dir.join("test.csv")).filter(|p| p.is_file());
+        Ok(SourceFiles { train, valid, test })
+    }
+}
+
+/// A short digest of examples (texts and labels), so a resume can tell it is
+/// given the same data.
+pub fn fingerprint(split: &Split) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (i, t) in split.texts.iter().enumerate() {
+        h.update(t.as_bytes());
+        h.update([0]);
+        if let Some(l) = split.labels.get(i) {
+            h.update(l.as_bytes());
+        }
+        h.update([1]);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a split with a context naming the file on unexpected failures.
+pub fn read_labelled(path: &Path, text: &str, label: &str, skip_bad: bool) -> Result<Split> {
+    let cols = Columns { text: text.to_string(), label: Some(label.to_string()) };
+    read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn cols() -> Columns {
+        Columns { text: "titletext".into(), label: Some("label".into()) }
+    }
+
+    #[test]
+    fn reads_the_tutorial_layout_with_quotes_and_newlines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "train.csv",
+            "\u{feff}label,title,text,titletext\n1,a,b,\"x, \"\"quoted\"\"\ny\"\n0,c,d,plain\n",
+        );
+        let s = read_csv(&p, &cols(), false).unwrap();
+        assert_eq!(s.texts, vec!["x, \"quoted\"\ny".to_string(), "plain".into()]);
+        assert_eq!(s.labels, vec!["1".to_string(), "0".into()]);
+        assert_eq!(s.lines, vec![2, 4]);
+        let labels = Labels::from_split(&s).unwrap();
+        assert_eq!(labels.names, vec!["0", "1"]);
+        assert_eq!(labels.ids(&s, "train.csv").unwrap(), vec![1, 0]);
+    }
+
+    #[test]
+    fn a_bad_row_names_file_and_line_unless_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "valid.csv", "label,titletext\nspam,win now\nham\n,empty label\nham,fine\n");
+        let e = read_csv(&p, &cols(), false).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        let msg = e.to_string();
+        assert!(msg.contains("valid.csv line 3") && msg.contains("--skip-bad-rows"), "{msg}");
+        let s = read_csv(&p, &cols(), true).unwrap();
+        assert_eq!(s.skipped, vec![3, 4]);
+        assert_eq!(s.texts, vec!["win now", "fine"]);
+        let labels = Labels::from_split(&s).unwrap();
+        assert_eq!(labels.names, vec!["ham", "spam"]);
+        let e = read_csv(&p, &Columns { text: "body".into(), label: None }, false).unwrap_err();
+        assert!(e.to_string().contains("no column 'body'") && e.to_string().contains("label, titletext"));
+        let bytes = dir.path().join("bin.csv");
+        std::fs::write(&bytes, b"label,titletext\n1,ok\n0,\xff\xfe\n").unwrap();
+        let e = read_csv(&bytes, &cols(), false).unwrap_err();
+        assert!(e.to_string().contains("line 3") && e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn one_class_is_not_enough_and_unknown_labels_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "train.csv", "label,titletext\n1,a\n1,b\n");
+        let s = read_csv(&p, &cols(), false).unwrap();
+        assert!(Labels::from_split(&s).unwrap_err().to_string().contains("at least two"));
+        let labels = Labels { names: vec!["0".into(), "2".into(), "10".into()] };
+        let e = labels.ids(&s, "train.csv").unwrap_err();
+        assert!(e.to_string().contains("line 2: label '1'"), "{e}");
+        let mixed = Split { labels: vec!["10".into(), "2".into(), "0".into()], ..Default::default() };
+        assert_eq!(Labels::from_split(&mixed).unwrap().names, vec!["0", "2", "10"]);
+    }
+
+    #[test]
+    fn batches_cover_every_example_once_and_are_reproducible() {
+        let lengths: Vec<usize> = (0..1003).map(|i| 3 + (i * 37) % 120).collect();
+        let a = train_batches(&lengths, 16, 42, 0);
+        let mut all: Vec<usize> = a.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1003).collect::<Vec<_>>());
+        assert_eq!(a.len(), 1003usize.div_ceil(16));
+        assert_eq!(a, train_batches(&lengths, 16, 42, 0));
+        assert_ne!(a, train_batches(&lengths, 16, 42, 1));
+        // Bucketing: batches are far tighter in length than random ones.
+        let spread: usize = a.iter().map(|b| lengths[*b.last().unwrap()] - lengths[b[0]]).sum::<usize>() / a.len();
+        assert!(spread < 15, "{spread}");
+        let e = eval_batches(&lengths, 16, 128);
+        assert_eq!(e.iter().map(Vec::len).sum::<usize>(), 1003);
+        assert!(e.iter().all(|b| b.len() * lengths[*b.last().unwrap()] <= 16 * 128));
+        assert!(e[0].len() > 16, "short texts share bigger batches");
+        let long = eval_batches(&[128; 40], 16, 128);
+        assert_eq!(long.iter().map(Vec::len).collect::<Vec<_>>(), vec![16, 16, 8]);
+        assert_eq!(deal(&[0, 1, 2, 3, 4], 2), vec![0, 2, 4, 1, 3]);
+    }
+
+    #[test]
+    fn collate_pads_to_the_longest() {
+        let rows: Vec<Vec<u32>> = vec![vec![101, 7, 102], vec![101, 102]];
+        let b = collate(rows.iter().map(Vec::as_slice), 0, Device::Cpu).unwrap();
+        assert_eq!(b.ids.size(), vec![2, 3]);
+        assert_eq!(Vec::<i64>::try_from(b.ids.flatten(0, -1)).unwrap(), vec![101, 7, 102, 101, 102, 0]);
+        assert_eq!(b.mask.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]), 5);
+    }
+}

@@ -1,0 +1,57 @@
+//! `bert-classifier`: fine-tune, evaluate, predict with and export BERT-family
+//! text classifiers, data-parallel over MPI ranks, on CPUs or GPUs.
+//!
+//! One file per concern: [`config`] (the checkpoint's `config.json`),
+//! [`model`] (BERT in tch, Hugging Face's module tree), [`dropout`]
+//! (counter-based masks), [`weights`] (checkpoint names and loading),
+//! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
+//! downloads), [`data`] (CSV files, labels, length-bucketed batches),
+//! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes).
+
+pub mod config;
+pub mod data;
+pub mod dropout;
+pub mod export;
+pub mod hub;
+pub mod model;
+pub mod output;
+pub mod predict;
+pub mod tokenize;
+pub mod train;
+pub mod weights;
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+use config::BertConfig;
+use model::BertClassifier;
+use weights::LoadReport;
+
+/// A classifier with the variable store that owns its weights.
+pub struct Classifier {
+    pub vs: VarStore,
+    pub model: BertClassifier,
+}
+
+impl Classifier {
+    /// Builds a classifier over `num_labels` classes on `device` and loads
+    /// `tensors` into it (see [`weights::load_into`]). Parts the checkpoint
+    /// lacks keep Hugging Face's initialisation, drawn from the current torch
+    /// seed.
+    pub fn build(
+        config: &BertConfig,
+        num_labels: i64,
+        device: Device,
+        tensors: &HashMap<String, Tensor>,
+        what: &str,
+        require_head: bool,
+    ) -> Result<(Classifier, LoadReport)> {
+        let vs = VarStore::new(device);
+        let model = BertClassifier::new(&vs.root(), config, num_labels);
+        let report = weights::load_into(&vs, tensors, what, require_head)?;
+        Ok((Classifier { vs, model }, report))
+    }
+}

@@ -1,0 +1,315 @@
+//! BERT for sequence classification in tch, module for module the tree of
+//! Hugging Face's `BertForSequenceClassification`, so its checkpoints load by
+//! name: `bert.embeddings.*`, `bert.encoder.layer.N.*`, `bert.pooler.dense`,
+//! `classifier`.
+//!
+//! Numerics follow `transformers`: LayerNorm with the config's eps, the exact
+//! erf GELU, fused scaled-dot-product attention over the padding mask. With
+//! bf16 the matmul inputs are cast (what autocast does); LayerNorm, softmax,
+//! residual sums and the loss stay in float32 on float32 master weights.
+//!
+//! Classification reads only the `[CLS]` position of the last layer, so that
+//! layer computes keys and values for every position but queries, attention
+//! output and feed-forward for `[CLS]` alone: the same logits, and about a
+//! sixth less work for a 6-layer model.
+
+use anyhow::Result;
+use tch::nn::{self, Init, LinearConfig};
+use tch::{Kind, Tensor};
+
+use super::config::{Activation, BertConfig};
+use super::dropout::{Dropout, Site};
+use crate::train::Precision;
+
+/// How a forward pass runs: compute precision and dropout (off for evaluation).
+pub struct Pass<'a> {
+    pub precision: Precision,
+    pub dropout: Dropout<'a>,
+}
+
+impl Pass<'_> {
+    pub fn eval(precision: Precision) -> Pass<'static> {
+        Pass { precision, dropout: Dropout::Off }
+    }
+}
+
+/// A batch of token ids `[batch, len]` and its padding mask (true = a token).
+pub struct Batch {
+    pub ids: Tensor,
+    pub mask: Tensor,
+}
+
+struct Linear {
+    ws: Tensor,
+    bs: Tensor,
+}
+
+impl Linear {
+    fn new(p: nn::Path, input: i64, output: i64, init_range: f64) -> Linear {
+        let cfg = LinearConfig {
+            ws_init: Init::Randn { mean: 0.0, stdev: init_range },
+            bs_init: Some(Init::Const(0.0)),
+            bias: true,
+        };
+        let l = nn::linear(p, input, output, cfg);
+        Linear { ws: l.ws, bs: l.bs.unwrap_or_else(|| Tensor::zeros([output], (Kind::Float, tch::Device::Cpu))) }
+    }
+
+    /// `x W^T + b` with inputs in the compute precision; the result stays in it.
+    fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        Ok(precision.cast(x).f_linear(&precision.cast(&self.ws), Some(&precision.cast(&self.bs)))?)
+    }
+}
+
+struct LayerNorm {
+    ws: Tensor,
+    bs: Tensor,
+    eps: f64,
+    size: i64,
+}
+
+impl LayerNorm {
+    fn new(p: nn::Path, size: i64, eps: f64) -> LayerNorm {
+        let cfg = nn::LayerNormConfig { eps, ..Default::default() };
+        let ln = nn::layer_norm(p, vec![size], cfg);
+        let ws = ln.ws.unwrap_or_else(|| Tensor::ones([size], (Kind::Float, tch::Device::Cpu)));
+        let bs = ln.bs.unwrap_or_else(|| Tensor::zeros([size], (Kind::Float, tch::Device::Cpu)));
+        LayerNorm { ws, bs, eps, size }
+    }
+
+    /// Always in float32, whatever the compute precision.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_to_kind(Kind::Float)?.f_layer_norm([self.size], Some(&self.ws), Some(&self.bs), self.eps, true)?)
+    }
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    ln: LayerNorm,
+    pad_id: i64,
+    dropout: f64,
+}
+
+impl Embeddings {
+    fn new(p: nn::Path, c: &BertConfig) -> Embeddings {
+        let init = Init::Randn { mean: 0.0, stdev: c.initializer_range };
+        Embeddings {
+            word: (&p / "word_embeddings").var("weight", &[c.vocab_size, c.hidden_size], init),
+            position: (&p / "position_embeddings").var("weight", &[c.max_position_embeddings, c.hidden_size], init),
+            token_type: (&p / "token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init),
+            ln: LayerNorm::new(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps),
+            pad_id: c.pad_id(),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// Single-sentence inputs: token type 0 everywhere, positions from 0.
+    fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
+        let len = ids.size()[1];
+        // `padding_idx` keeps the [PAD] row's gradient at zero, as nn.Embedding does.
+        let words = Tensor::f_embedding(&self.word, ids, self.pad_id, false, false)?;
+        let x = words.f_add(&self.token_type.f_get(0)?)?.f_add(&self.position.f_narrow(0, 0, len)?)?;
+        let x = self.ln.forward(&x)?;
+        pass.dropout.apply(&x, self.dropout, Site::Embeddings)
+    }
+}
+
+struct Layer {
+    index: usize,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_ln: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_ln: LayerNorm,
+    heads: i64,
+    head_dim: i64,
+    act: Activation,
+    hidden_dropout: f64,
+    attn_dropout: f64,
+}
+
+impl Layer {
+    fn new(p: nn::Path, c: &BertConfig, index: usize) -> Layer {
+        let (h, i, r) = (c.hidden_size, c.intermediate_size, c.initializer_range);
+        let att = &p / "attention";
+        Layer {
+            index,
+            query: Linear::new(&att / "self" / "query", h, h, r),
+            key: Linear::new(&att / "self" / "key", h, h, r),
+            value: Linear::new(&att / "self" / "value", h, h, r),
+            attn_out: Linear::new(&att / "output" / "dense", h, h, r),
+            attn_ln: LayerNorm::new(&att / "output" / "LayerNorm", h, c.layer_norm_eps),
+            intermediate: Linear::new(&p / "intermediate" / "dense", h, i, r),
+            output: Linear::new(&p / "output" / "dense", i, h, r),
+            out_ln: LayerNorm::new(&p / "output" / "LayerNorm", h, c.layer_norm_eps),
+            heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            act: c.activation(),
+            hidden_dropout: c.hidden_dropout_prob,
+            attn_dropout: c.attention_probs_dropout_prob,
+        }
+    }
+
+    /// `[batch, len, hidden]` -> `[batch, heads, len, head_dim]`.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.size();
+        Ok(x.f_view([s[0], s[1], self.heads, self.head_dim])?.f_transpose(1, 2)?)
+    }
+
+    /// The layer's output at every position, or at `[CLS]` only (`cls_only`),
+    /// which is all the classifier reads from the last layer.
+    fn forward(&self, x: &Tensor, mask: &Masks, pass: &Pass, cls_only: bool) -> Result<Tensor> {
+        let prec = pass.precision;
+        let queries_from = if cls_only { x.f_narrow(1, 0, 1)? } else { x.shallow_clone() };
+        let q = self.split_heads(&self.query.forward(&queries_from, prec)?)?;
+        let k = self.split_heads(&self.key.forward(x, prec)?)?;
+        let v = self.split_heads(&self.value.forward(x, prec)?)?;
+        let ctx = if pass.dropout.is_on() && self.attn_dropout > 0.0 {
+            self.attention_with_dropout(&q, &k, &v, mask, pass, cls_only)?
+        } else {
+            Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&mask.keep), 0.0, false, None, false)?
+        };
+        let s = ctx.size();
+        let ctx = ctx.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?;
+        let a = self.attn_out.forward(&ctx, prec)?.f_to_kind(Kind::Float)?;
+        let a = pass.dropout.apply(&a, self.hidden_dropout, Site::AttentionOutput(self.index))?;
+        let a = self.attn_ln.forward(&a.f_add(&queries_from)?)?;
+        let i = self.intermediate.forward(&a, prec)?;
+        let i = match self.act {
+            Activation::Gelu => i.f_gelu("none")?,
+            Activation::GeluTanh => i.f_gelu("tanh")?,
+            Activation::Relu => i.f_relu()?,
+            Activation::Silu => i.f_silu()?,
+        };
+        let o = self.output.forward(&i, prec)?.f_to_kind(Kind::Float)?;
+        let o = pass.dropout.apply(&o, self.hidden_dropout, Site::FeedForwardOutput(self.index))?;
+        self.out_ln.forward(&o.f_add(&a)?)
+    }
+
+    /// Training on the CPU: softmax(q k^T / sqrt(d) + mask), keyed dropout on
+    /// the probabilities, then times v. On a GPU the fused kernel drops itself.
+    fn attention_with_dropout(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Masks,
+        pass: &Pass,
+        cls_only: bool,
+    ) -> Result<Tensor> {
+        if matches!(pass.dropout, Dropout::Torch) {
+            return Ok(Tensor::f_scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                Some(&mask.keep),
+                self.attn_dropout,
+                false,
+                None,
+                false,
+            )?);
+        }
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = q.f_matmul(&k.f_transpose(-1, -2)?)?.f_mul_scalar(scale)?.f_to_kind(Kind::Float)?;
+        let probs = scores.f_add(&mask.additive)?.f_softmax(-1, Kind::Float)?;
+        let rows: Vec<i64> = if cls_only { vec![0] } else { Vec::new() };
+        let probs = pass.dropout.apply_attention(&probs, self.attn_dropout, Site::AttentionProbs(self.index), &rows)?;
+        Ok(pass.precision.cast(&probs).f_matmul(v)?)
+    }
+}
+
+/// The padding mask in the two forms attention takes.
+struct Masks {
+    /// `[batch, 1, 1, len]`, true where a token is.
+    keep: Tensor,
+    /// `[batch, 1, 1, len]`, 0 where a token is, -inf on padding.
+    additive: Tensor,
+}
+
+impl Masks {
+    fn new(mask: &Tensor) -> Result<Masks> {
+        let s = mask.size();
+        let keep = mask.f_to_kind(Kind::Bool)?.f_view([s[0], 1, 1, s[1]])?;
+        let zeros = Tensor::f_zeros(keep.size(), (Kind::Float, keep.device()))?;
+        let additive = zeros.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?;
+        Ok(Masks { keep, additive })
+    }
+}
+
+/// `BertModel`: embeddings, encoder, pooler.
+struct Encoder {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Linear,
+}
+
+/// `BertForSequenceClassification`: BERT, dropout, a linear head.
+pub struct BertClassifier {
+    bert: Encoder,
+    classifier: Linear,
+    head_dropout: f64,
+    pub config: BertConfig,
+    pub num_labels: i64,
+}
+
+impl BertClassifier {
+    /// Builds the model under `p` (the VarStore root) with Hugging Face's names
+    /// and initialisation (normal(0, initializer_range) weights, zero biases).
+    pub fn new(p: &nn::Path, config: &BertConfig, num_labels: i64) -> BertClassifier {
+        let b = p / "bert";
+        let enc = &b / "encoder" / "layer";
+        let h = config.hidden_size;
+        BertClassifier {
+            bert: Encoder {
+                embeddings: Embeddings::new(&b / "embeddings", config),
+                layers: (0..config.num_hidden_layers as usize).map(|i| Layer::new(&enc / i, config, i)).collect(),
+                pooler: Linear::new(&b / "pooler" / "dense", h, h, config.initializer_range),
+            },
+            classifier: Linear::new(p / "classifier", h, num_labels, config.initializer_range),
+            head_dropout: config.head_dropout(),
+            config: config.clone(),
+            num_labels,
+        }
+    }
+
+    /// The last layer's hidden states at every position `[batch, len, hidden]`
+    /// (`BertModel`'s `last_hidden_state`).
+    pub fn hidden_states(&self, batch: &Batch, pass: &Pass) -> Result<Tensor> {
+        self.encode(batch, pass, false)
+    }
+
+    fn encode(&self, batch: &Batch, pass: &Pass, cls_only_last: bool) -> Result<Tensor> {
+        let masks = Masks::new(&batch.mask)?;
+        let mut x = self.bert.embeddings.forward(&batch.ids, pass)?;
+        let n = self.bert.layers.len();
+        for (i, layer) in self.bert.layers.iter().enumerate() {
+            x = layer.forward(&x, &masks, pass, cls_only_last && i + 1 == n)?;
+        }
+        Ok(x)
+    }
+
+    /// Class logits `[batch, num_labels]` in float32.
+    pub fn logits(&self, batch: &Batch, pass: &Pass) -> Result<Tensor> {
+        let h = self.encode(batch, pass, true)?;
+        let cls = h.f_select(1, 0)?;
+        let pooled = self.bert.pooler.forward(&cls, pass.precision)?.f_tanh()?.f_to_kind(Kind::Float)?;
+        let s = pooled.size();
+        let pooled = pass.dropout.apply(&pooled.f_view([s[0], 1, s[1]])?, self.head_dropout, Site::Head)?;
+        Ok(self.classifier.forward(&pooled.f_view([s[0], s[1]])?, pass.precision)?.f_to_kind(Kind::Float)?)
+    }
+}
+
+/// Mean cross-entropy of `logits` against class ids `labels`.
+pub fn loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100)?)
+}
+
+/// Summed cross-entropy (evaluation sums over ranks, then divides once).
+pub fn loss_sum(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100)?)
+}

@@ -1,0 +1,281 @@
+//! What rank 0 prints and writes: the tutorial's log lines as training goes,
+//! a progress bar on a terminal, and at the end the loss plot, the
+//! classification report, the confusion matrix and the JSON record.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::predict::{EvaluateRun, PredictRun};
+use super::train::{Event, Sink, Started, TrainRun};
+use crate::report::plot::{Heatmap, LinePlot, Series};
+use crate::report::{write_atomic, write_json, Progress};
+use crate::train::metrics::ConfusionMatrix;
+
+/// Shows a run's events on rank 0 (through the progress bar, so lines and bar
+/// don't tear); silent elsewhere.
+pub struct Reporter {
+    root: bool,
+    progress: Option<Progress>,
+}
+
+impl Reporter {
+    pub fn new(root: bool) -> Reporter {
+        Reporter { root, progress: None }
+    }
+
+    fn line(&self, text: &str) {
+        if !self.root {
+            return;
+        }
+        match &self.progress {
+            Some(p) => p.println(text),
+            None => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(mut p) = self.progress.take() {
+            p.finish();
+        }
+    }
+}
+
+impl Sink for Reporter {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Started(s) => {
+                for l in started_lines(s) {
+                    self.line(&l);
+                }
+                self.progress = Some(Progress::new("Training", s.steps, self.root));
+            }
+            Event::Resumed { step, total, path } => {
+                self.line(&format!("Resuming from {} at step {step}/{total}", path.display()));
+                if let Some(p) = &mut self.progress {
+                    p.set(step);
+                }
+            }
+            Event::NothingToResume { path } => {
+                self.line(&format!("--resume: no checkpoint at {}; starting fresh", path.display()))
+            }
+            Event::Validated { epoch, epochs, step, total, train_loss, valid } => self.line(&format!(
+                "Epoch [{epoch}/{epochs}], Step [{step}/{total}], Train Loss: {train_loss:.4}, Valid Loss: {:.4}, Valid Accuracy: {:.4}",
+                valid.loss, valid.accuracy
+            )),
+            Event::Saved { path } => self.line(&format!("Model saved to ==> {}", path.display())),
+            Event::Stopped { signal, step, total, path } => {
+                self.finish();
+                self.line(&format!(
+                    "Stopped by {signal} after step {step}/{total}: checkpoint saved to ==> {}",
+                    path.display()
+                ));
+                self.line(&format!("To continue, run the same command with --resume: {}", resume_command()));
+            }
+            Event::Finished { steps, seconds, samples_per_second } => {
+                self.finish();
+                self.line(&format!(
+                    "Finished Training! {steps} steps in {seconds:.1} s ({samples_per_second:.1} training samples/s)"
+                ));
+            }
+            Event::BestLoaded { path, best } => self.line(&format!(
+                "Model loaded from <== {} (step {}, valid loss {:.4})",
+                path.display(),
+                best.step,
+                best.valid_loss
+            )),
+            Event::Testing { file, rows, fallback_from } => match fallback_from {
+                Some(missing) => self.line(&format!(
+                    "No {}: evaluating the model on {} instead ({rows} rows)",
+                    missing.display(),
+                    file.display()
+                )),
+                None => self.line(&format!("Evaluating the model on {} ({rows} rows)", file.display())),
+            },
+        }
+    }
+
+    fn step(&mut self, step: u64, _total: u64, loss: f64) {
+        if let Some(p) = &mut self.progress {
+            p.set(step);
+            p.message(format!("loss {loss:.4}"));
+        }
+    }
+}
+
+/// This process's command line with `--resume` added, quoted for a shell.
+fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        if let Some(name) = Path::new(first.as_str()).file_name() {
+            *first = name.to_string_lossy().into_owned();
+        }
+    }
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn started_lines(s: &Started) -> Vec<String> {
+    let mut out = Vec::new();
+    let new = if s.new_parameters.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = s.new_parameters.iter().map(|n| n.split(' ').next().unwrap_or(n)).collect();
+        format!("; new: {}", names.join(", "))
+    };
+    out.push(format!(
+        "Model: {} ({:.1}M parameters, {} layers, hidden {}, {}{new})",
+        s.model,
+        s.parameters as f64 / 1e6,
+        s.layers,
+        s.hidden,
+        s.tokenizer
+    ));
+    let test = s.test_rows.map(|n| format!(", test.csv {n}")).unwrap_or_else(|| ", no test.csv".into());
+    let skipped = if s.skipped_rows.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = s.skipped_rows.iter().map(|(f, n)| format!("{n} in {f}")).collect();
+        format!("; skipped malformed rows: {}", parts.join(", "))
+    };
+    out.push(format!(
+        "Data: train.csv {}, valid.csv {}{test} rows; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
+        s.train_rows,
+        s.valid_rows,
+        s.labels.join(", "),
+        s.max_len,
+        100.0 * s.truncated_fraction,
+        s.mean_tokens
+    ));
+    let engine = s.cpu_engine.as_ref().map(|e| format!(" on {e}")).unwrap_or_default();
+    out.push(format!(
+        "Running on {} ({}{engine}), {} thread(s) per rank, {} rank(s) on {} node(s); batch {}, {} steps, validation every {} steps",
+        s.device, s.precision, s.threads_per_rank, s.ranks, s.nodes, s.batch_size, s.steps, s.eval_every
+    ));
+    out.push("Start Training...".into());
+    out
+}
+
+/// The lines after training: the report.
+pub fn report_lines(run: &TrainRun) -> Vec<String> {
+    vec!["Classification Report:".into(), run.report_text.trim_end().to_string()]
+}
+
+/// Writes the plot, report, confusion matrix and record under `out`; returns
+/// the files written.
+pub fn write_train_outputs(run: &TrainRun, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let h = &run.history;
+    let steps: Vec<f64> = h.global_steps.iter().map(|&s| s as f64).collect();
+    let mut plot = LinePlot::new("Loss vs. global steps", "Global Steps", "Loss");
+    plot.markers = steps.len() < 40;
+    plot.series.push(Series::new("Train", steps.iter().copied().zip(h.train_loss.iter().copied()).collect()));
+    plot.series.push(Series::new("Valid", steps.iter().copied().zip(h.valid_loss.iter().copied()).collect()));
+    let p = out.join("loss_v_global_steps.png");
+    plot.save(&p)?;
+    written.push(p);
+    let p = out.join("confusion_matrix.png");
+    confusion_heatmap(&run.test.confusion, &run.started.labels).save(&p)?;
+    written.push(p);
+    let p = out.join("classification_report.txt");
+    write_atomic(&p, |w| Ok(w.write_all(run.report_text.as_bytes())?))?;
+    written.push(p);
+    let p = out.join("results.json");
+    write_json(&p, run)?;
+    written.push(p);
+    Ok(written)
+}
+
+pub fn confusion_heatmap(cm: &ConfusionMatrix, labels: &[String]) -> Heatmap {
+    Heatmap {
+        title: "Confusion Matrix".into(),
+        row_label: "True Labels".into(),
+        col_label: "Predicted Labels".into(),
+        rows: labels.to_vec(),
+        cols: labels.to_vec(),
+        values: cm.counts.iter().map(|r| r.iter().map(|&c| c as f64).collect()).collect(),
+    }
+}
+
+pub fn wrote_line(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!("Wrote {}", names.join(", "))
+}
+
+/// `Prediction for '…': spam (0.9731)`, texts cut to 60 characters.
+pub fn prediction_lines(run: &PredictRun) -> Vec<String> {
+    run.predictions
+        .iter()
+        .map(|p| format!("Prediction for '{}': {} ({:.4})", shorten(&p.text, 60), p.label, p.probability))
+        .collect()
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    }
+}
+
+pub fn evaluate_lines(run: &EvaluateRun) -> Vec<String> {
+    let mut out = vec![format!(
+        "Evaluated {} on {} ({} rows{}) in {:.2} s ({:.1} texts/s)",
+        run.model,
+        run.file.display(),
+        run.evaluation.rows,
+        if run.skipped_rows > 0 { format!(", {} malformed rows skipped", run.skipped_rows) } else { String::new() },
+        run.seconds,
+        run.texts_per_second
+    )];
+    out.push(format!("Loss: {:.4}, Accuracy: {:.4}", run.evaluation.loss, run.evaluation.accuracy));
+    out.push("Classification Report:".into());
+    out.push(run.report.to_text(4).trim_end().to_string());
+    out
+}
+
+/// `evaluate`'s files under `out`: report, confusion matrix, record.
+pub fn write_evaluate_outputs(run: &EvaluateRun, out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    let mut written = Vec::new();
+    let p = out.join("confusion_matrix.png");
+    confusion_heatmap(&run.evaluation.confusion, &run.labels).save(&p)?;
+    written.push(p);
+    let p = out.join("classification_report.txt");
+    let text = run.report.to_text(4);
+    write_atomic(&p, |w| Ok(w.write_all(text.as_bytes())?))?;
+    written.push(p);
+    let p = out.join("evaluation.json");
+    write_json(&p, run)?;
+    written.push(p);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_on_one_line() {
+        assert_eq!(shorten("a  b\nc", 60), "a b c");
+        let long = "x".repeat(100);
+        assert_eq!(shorten(&long, 60).chars().count(), 61);
+    }
+}

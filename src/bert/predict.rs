@@ -1,0 +1,325 @@
+//! Running a classifier over texts: class probabilities (`predict`) and, on
+//! labelled texts, loss, accuracy and the confusion matrix (`evaluate`, and
+//! validation during training).
+//!
+//! Work is split over ranks batch by batch (length-sorted batches, each padded
+//! to its own longest text) and the results are summed or gathered on every
+//! rank, so any number of ranks gives the same numbers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use super::config::BertConfig;
+use super::data::{self, Columns, Encoded, Labels, Split};
+use super::hub::{self, ModelFiles};
+use super::model::{self, Pass};
+use super::tokenize::TextTokenizer;
+use super::{weights, Classifier};
+use crate::bail_usage;
+use crate::cluster::Cluster;
+use crate::device::{self, DeviceRequest};
+use crate::train::metrics::{ClassificationReport, ConfusionMatrix};
+use crate::train::Precision;
+
+/// Loss, accuracy and confusion over a labelled set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub rows: u64,
+    /// Mean cross-entropy per example.
+    pub loss: f64,
+    pub accuracy: f64,
+    pub confusion: ConfusionMatrix,
+}
+
+/// The batches this rank evaluates: every `size`-th, starting at its rank.
+fn my_batches(batches: Vec<Vec<usize>>, cluster: &Cluster) -> Vec<Vec<usize>> {
+    batches.into_iter().enumerate().filter(|(i, _)| i % cluster.size() == cluster.rank()).map(|(_, b)| b).collect()
+}
+
+/// The longest input the model takes (the token budget of a batch is
+/// `batch_size` texts this long).
+fn max_len(clf: &Classifier) -> usize {
+    clf.model.config.max_position_embeddings.clamp(1, 128) as usize
+}
+
+/// Evaluates `model` on `set` over all ranks; every rank gets the totals.
+pub fn evaluate(
+    cluster: &Cluster,
+    clf: &Classifier,
+    set: &Encoded,
+    pad_id: i64,
+    batch_size: usize,
+    precision: Precision,
+) -> Result<Evaluation> {
+    let device = clf.vs.device();
+    let classes = clf.model.num_labels as usize;
+    let mut confusion = ConfusionMatrix::new(classes);
+    let mut loss_sum = 0.0f64;
+    {
+        let _guard = tch::no_grad_guard();
+        let pass = Pass::eval(precision);
+        for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, max_len(clf)), cluster) {
+            let batch = set.batch(&rows, pad_id, device)?;
+            let labels = set.labels_of(&rows, device)?;
+            let logits = clf.model.logits(&batch, &pass)?;
+            loss_sum += model::loss_sum(&logits, &labels)?.f_double_value(&[])?;
+            let predicted: Vec<i64> = Vec::<i64>::try_from(logits.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?;
+            for (r, p) in rows.iter().zip(predicted) {
+                confusion.add(set.labels[*r] as usize, p as usize);
+            }
+        }
+    }
+    let mut totals = confusion.to_flat();
+    totals.push(loss_sum);
+    cluster.sum_f64_slice(&mut totals);
+    let loss_sum = totals.pop().unwrap_or(0.0);
+    let confusion = ConfusionMatrix::from_flat(classes, &totals);
+    let rows = confusion.total();
+    Ok(Evaluation { rows, loss: loss_sum / rows.max(1) as f64, accuracy: confusion.accuracy(), confusion })
+}
+
+/// Class logits of every row (in row order), on every rank.
+pub fn logits(
+    cluster: &Cluster,
+    clf: &Classifier,
+    ids: &[Vec<u32>],
+    pad_id: i64,
+    batch_size: usize,
+    precision: Precision,
+) -> Result<Vec<Vec<f32>>> {
+    let device = clf.vs.device();
+    let classes = clf.model.num_labels as usize;
+    let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+    let mut flat = vec![0f32; ids.len() * classes];
+    {
+        let _guard = tch::no_grad_guard();
+        let pass = Pass::eval(precision);
+        for rows in my_batches(data::eval_batches(&lengths, batch_size, max_len(clf)), cluster) {
+            let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;
+            let out = clf.model.logits(&batch, &pass)?.f_to_device(Device::Cpu)?;
+            let probs: Vec<f32> = Vec::<f32>::try_from(out.f_flatten(0, -1)?)?;
+            for (k, r) in rows.iter().enumerate() {
+                flat[r * classes..(r + 1) * classes].copy_from_slice(&probs[k * classes..(k + 1) * classes]);
+            }
+        }
+    }
+    if cluster.size() > 1 {
+        // Each row was computed by exactly one rank; the others hold zeros.
+        let mut wide: Vec<f64> = flat.iter().map(|&p| f64::from(p)).collect();
+        cluster.sum_f64_slice(&mut wide);
+        flat = wide.into_iter().map(|p| p as f32).collect();
+    }
+    Ok(flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// A fine-tuned classifier ready to run: model, tokenizer, class names.
+pub struct LoadedClassifier {
+    pub clf: Classifier,
+    pub tokenizer: TextTokenizer,
+    pub labels: Labels,
+    pub files: ModelFiles,
+    /// The training run's record in `model.safetensors`, if we trained it.
+    pub trained: Option<serde_json::Value>,
+}
+
+/// Loads a fine-tuned classifier: a training output directory (`-o` of
+/// `train`), an exported one, or any Hugging Face sequence-classification
+/// checkpoint (a directory or a Hub name). `max_len` overrides the length the
+/// model was trained with.
+pub fn load_classifier(model: &str, max_len: Option<usize>, device: tch::Device) -> Result<LoadedClassifier> {
+    let files = hub::resolve(Some(model))?;
+    let config = BertConfig::from_file(&files.config)?;
+    let tensors = weights::read_checkpoint(&files)?;
+    let trained = trained_record(&files);
+    let classes = match weights::head_classes(&tensors) {
+        Some(n) => n,
+        None => bail_usage!(
+            "{} has no classification head (classifier.weight): it is a base model; fine-tune it first with `bert-classifier train`",
+            files.dir.display()
+        ),
+    };
+    let names = config.labels().unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
+    if names.len() as i64 != classes {
+        bail_usage!(
+            "{}: config.json names {} classes but the classifier has {classes}",
+            files.config.display(),
+            names.len()
+        );
+    }
+    let max_len = max_len
+        .or_else(|| trained.as_ref().and_then(|t| t["max_len"].as_u64()).map(|m| m as usize))
+        .unwrap_or(128)
+        .min(config.max_position_embeddings as usize);
+    let tokenizer = TextTokenizer::load(&files.dir, max_len)?;
+    let (clf, _) = Classifier::build(&config, classes, device, &tensors, &files.dir.display().to_string(), true)?;
+    Ok(LoadedClassifier { clf, tokenizer, labels: Labels { names }, files, trained })
+}
+
+/// What `train` recorded in its `model.safetensors` (max length, step, ...).
+fn trained_record(files: &ModelFiles) -> Option<serde_json::Value> {
+    match &files.weights {
+        hub::Weights::Safetensors(paths) if paths.len() == 1 => {
+            let bytes = std::fs::read(&paths[0]).ok()?;
+            let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+            let text = meta.metadata().as_ref()?.get("hpcml")?.clone();
+            serde_json::from_str(&text).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Settings of `predict` and `evaluate`.
+#[derive(Clone, Debug)]
+pub struct PredictConfig {
+    pub model: String,
+    pub device: DeviceRequest,
+    pub threads: Option<usize>,
+    pub precision: Precision,
+    pub max_len: Option<usize>,
+    pub batch_size: usize,
+}
+
+/// One text's prediction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Prediction {
+    pub text: String,
+    pub label: String,
+    pub probability: f32,
+    pub probabilities: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PredictRun {
+    pub workload: String,
+    pub model: String,
+    pub labels: Vec<String>,
+    pub device: String,
+    pub precision: Precision,
+    pub ranks: usize,
+    pub seconds: f64,
+    pub texts_per_second: f64,
+    pub predictions: Vec<Prediction>,
+}
+
+/// The device and threads of a prediction job.
+pub fn placement(cluster: &Cluster, cfg: &PredictConfig) -> Result<crate::device::Device> {
+    let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
+    device::apply_threads(cfg.threads, cluster.local_size());
+    Ok(dev)
+}
+
+/// Predicts a class for each text; rank 0 gets the run, others `None`.
+pub fn predict(cluster: &Cluster, cfg: &PredictConfig, texts: Vec<String>) -> Result<Option<PredictRun>> {
+    let dev = placement(cluster, cfg)?;
+    let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let ids = loaded.tokenizer.encode(&refs)?;
+    cluster.barrier();
+    let t0 = cluster.wtime();
+    let logits =
+        cluster.agree(logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision))?;
+    dev.synchronize();
+    let seconds = cluster.max_f64(cluster.wtime() - t0);
+    if !cluster.is_root() {
+        return Ok(None);
+    }
+    let predictions = texts
+        .into_iter()
+        .zip(logits)
+        .map(|(text, logits)| {
+            let probabilities = softmax(&logits);
+            let (best, probability) = argmax(&probabilities);
+            Prediction { text, label: loaded.labels.names[best].clone(), probability, probabilities, logits }
+        })
+        .collect::<Vec<_>>();
+    Ok(Some(PredictRun {
+        workload: "bert-classifier predict".into(),
+        model: loaded.files.name.clone(),
+        labels: loaded.labels.names.clone(),
+        device: dev.to_string(),
+        precision: cfg.precision,
+        ranks: cluster.size(),
+        seconds,
+        texts_per_second: predictions.len() as f64 / seconds.max(1e-9),
+        predictions,
+    }))
+}
+
+/// Softmax in float64, rounded to float32.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+pub fn argmax(p: &[f32]) -> (usize, f32) {
+    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bp), (i, &x)| if x > bp { (i, x) } else { (bi, bp) })
+}
+
+/// The result of `evaluate` on a labelled CSV file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvaluateRun {
+    pub workload: String,
+    pub model: String,
+    pub file: PathBuf,
+    pub labels: Vec<String>,
+    pub skipped_rows: usize,
+    pub device: String,
+    pub precision: Precision,
+    pub ranks: usize,
+    pub seconds: f64,
+    pub texts_per_second: f64,
+    pub evaluation: Evaluation,
+    pub report: ClassificationReport,
+}
+
+/// Evaluates a fine-tuned classifier on a labelled CSV file.
+pub fn evaluate_file(
+    cluster: &Cluster,
+    cfg: &PredictConfig,
+    file: &Path,
+    cols: &Columns,
+    skip_bad: bool,
+) -> Result<Option<EvaluateRun>> {
+    let dev = placement(cluster, cfg)?;
+    let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
+    let split: Split = cluster.agree(data::read_csv(file, cols, skip_bad))?;
+    let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
+    let texts: Vec<&str> = split.texts.iter().map(String::as_str).collect();
+    let set = Encoded { ids: loaded.tokenizer.encode(&texts)?, labels: label_ids };
+    cluster.barrier();
+    let t0 = cluster.wtime();
+    let ev =
+        cluster.agree(evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision))?;
+    dev.synchronize();
+    let seconds = cluster.max_f64(cluster.wtime() - t0);
+    if !cluster.is_root() {
+        return Ok(None);
+    }
+    let report = ev.confusion.report(&loaded.labels.names);
+    Ok(Some(EvaluateRun {
+        workload: "bert-classifier evaluate".into(),
+        model: loaded.files.name.clone(),
+        file: file.to_path_buf(),
+        labels: loaded.labels.names.clone(),
+        skipped_rows: split.skipped.len(),
+        device: dev.to_string(),
+        precision: cfg.precision,
+        ranks: cluster.size(),
+        seconds,
+        texts_per_second: split.len() as f64 / seconds.max(1e-9),
+        evaluation: ev,
+        report,
+    }))
+}
+
+/// Reads the texts of a CSV file's `column` for prediction.
+pub fn texts_from_csv(path: &Path, column: &str, skip_bad: bool) -> Result<Vec<String>> {
+    let cols = Columns { text: column.to_string(), label: None };
+    Ok(data::read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))?.texts)
+}

@@ -1,0 +1,664 @@
+//! Fine-tuning, the tutorial's way: Adam, a fixed learning rate, validation
+//! every half epoch, the model with the lowest validation loss kept, then a
+//! classification report on the test set.
+//!
+//! Data-parallel over MPI through `crate::train`: every rank holds the model,
+//! each global batch is dealt out over the ranks, gradients are all-reduced in
+//! one fused buffer weighted by shard size, and all ranks step alike. Batches,
+//! dropout masks and initial weights are pure functions of the seed and the
+//! step, so an interrupted run resumed from its checkpoint ends exactly where
+//! an uninterrupted one does, and 2 ranks train like 1 (float rounding aside).
+//!
+//! Rank 0 writes, atomically: `model.safetensors` (the best model, Hugging
+//! Face names, loadable by `transformers` with `config.json` and the tokenizer
+//! files beside it), `checkpoint.safetensors` (model, Adam state and trainer
+//! state, at every validation and when a signal asks to stop).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::config::BertConfig;
+use super::data::{self, Encoded, Labels, SourceFiles, Split};
+use super::dropout::{Dropout, DropoutKeys};
+use super::hub::{self, ModelFiles};
+use super::model::{self, Pass};
+use super::predict::{self, Evaluation};
+use super::tokenize::TextTokenizer;
+use super::{weights, Classifier};
+use crate::bail_usage;
+use crate::cluster::Cluster;
+use crate::device::{self, DeviceRequest};
+use crate::report::write_json;
+use crate::train::checkpoint::{write_safetensors_with_metadata, Checkpoint};
+use crate::train::metrics::ClassificationReport;
+use crate::train::rng::{derive, seed_torch_for_step};
+use crate::train::{Adam, DataParallel, Optimizer, Params, Precision, SparseRows, StopSignal};
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const WORD_EMBEDDINGS: &str = "bert.embeddings.word_embeddings.weight";
+/// Tokenizer files copied beside the model, so the output directory is a
+/// complete Hugging Face checkpoint.
+pub const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+
+/// Everything a training run depends on; saved as `run_config.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// `None`: the offline MiniLM.
+    pub model: Option<String>,
+    pub source: PathBuf,
+    pub output: PathBuf,
+    #[serde(with = "device_text")]
+    pub device: DeviceRequest,
+    pub threads: Option<usize>,
+    pub precision: Precision,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub max_len: usize,
+    pub seed: u64,
+    pub text_column: String,
+    pub label_column: String,
+    pub skip_bad_rows: bool,
+    pub resume: bool,
+    /// Validate every this many steps; `None`: every half epoch.
+    pub eval_every: Option<usize>,
+    /// Texts per evaluation batch (more when they are short: the budget is
+    /// this many texts of 128 tokens).
+    pub eval_batch_size: usize,
+}
+
+/// `--device` as the text the user typed.
+mod device_text {
+    use crate::device::DeviceRequest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &DeviceRequest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceRequest, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What fixes a run's trajectory: a checkpoint resumes only a run with the
+/// same identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Identity {
+    model: String,
+    train_data: String,
+    labels: Vec<String>,
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    max_len: usize,
+    seed: u64,
+    precision: Precision,
+    eval_every: usize,
+}
+
+/// Losses and validation results so far (the tutorial's metrics.pt).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct History {
+    pub global_steps: Vec<u64>,
+    pub train_loss: Vec<f64>,
+    pub valid_loss: Vec<f64>,
+    pub valid_accuracy: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Best {
+    pub step: u64,
+    pub valid_loss: f64,
+}
+
+/// The trainer's own state in a checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TrainerState {
+    identity: Identity,
+    step: u64,
+    /// Sum over steps since the last validation of the global batch's mean loss.
+    running_loss: f64,
+    steps_since_eval: u64,
+    history: History,
+    best: Option<Best>,
+    train_seconds: f64,
+    samples: u64,
+}
+
+/// What happens during a run, for rank 0 to show as it happens.
+pub enum Event<'a> {
+    Started(&'a Started),
+    Resumed { step: u64, total: u64, path: &'a Path },
+    NothingToResume { path: &'a Path },
+    Validated { epoch: usize, epochs: usize, step: u64, total: u64, train_loss: f64, valid: &'a Evaluation },
+    Saved { path: &'a Path },
+    Stopped { signal: &'a str, step: u64, total: u64, path: &'a Path },
+    Finished { steps: u64, seconds: f64, samples_per_second: f64 },
+    BestLoaded { path: &'a Path, best: &'a Best },
+    Testing { file: &'a Path, rows: usize, fallback_from: Option<&'a Path> },
+}
+
+/// Receives events and step progress; rank 0's shows them, others ignore.
+pub trait Sink {
+    fn event(&mut self, event: Event);
+    fn step(&mut self, step: u64, total: u64, loss: f64);
+}
+
+/// The run as it starts: model, data, placement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Started {
+    pub model: String,
+    pub model_dir: PathBuf,
+    pub parameters: usize,
+    pub layers: i64,
+    pub hidden: i64,
+    pub new_parameters: Vec<String>,
+    pub tokenizer: String,
+    pub device: String,
+    pub precision: Precision,
+    pub cpu_engine: Option<String>,
+    pub threads_per_rank: usize,
+    pub ranks: usize,
+    pub nodes: usize,
+    pub labels: Vec<String>,
+    pub train_rows: usize,
+    pub valid_rows: usize,
+    pub test_rows: Option<usize>,
+    pub skipped_rows: Vec<(String, usize)>,
+    pub max_len: usize,
+    pub truncated_fraction: f64,
+    pub mean_tokens: f64,
+    pub batch_size: usize,
+    pub steps: u64,
+    pub eval_every: u64,
+}
+
+/// The whole run, as `results.json` records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainRun {
+    pub workload: String,
+    pub version: String,
+    pub config: TrainConfig,
+    pub started: Started,
+    pub steps: u64,
+    pub resumed_from: Option<u64>,
+    pub history: History,
+    pub best: Option<Best>,
+    pub train_seconds: f64,
+    pub train_samples_per_second: f64,
+    pub test_file: PathBuf,
+    /// Wall time of the test evaluation (inference only).
+    pub test_seconds: f64,
+    pub test_samples_per_second: f64,
+    /// Validation accuracy of the best model.
+    pub best_valid_accuracy: Option<f64>,
+    pub test: Evaluation,
+    pub report: ClassificationReport,
+    pub report_text: String,
+}
+
+/// How a run ended.
+pub enum Outcome {
+    /// Trained (or resumed to the end) and tested; rank 0 holds the record.
+    Done(Option<Box<TrainRun>>),
+    /// A signal asked to stop; the checkpoint is saved.
+    Stopped,
+}
+
+/// Loads data, model and (with `--resume`) the checkpoint; trains; tests the
+/// best model. Every rank runs this; rank 0 writes files and gets the record.
+pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<Outcome> {
+    let signal = StopSignal::install()?;
+    let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
+    let threads = device::apply_threads(cfg.threads, cluster.local_size());
+    let out = &cfg.output;
+
+    // Rank 0 resolves the model (downloading it if need be), the others use
+    // the directory it found, so a job downloads once.
+    let files = resolve_model_once(cluster, cfg.model.as_deref())?;
+    let config = cluster.agree(BertConfig::from_file(&files.config))?;
+    if cfg.max_len as i64 > config.max_position_embeddings {
+        return cluster.agree(Err(crate::cli::usage(format!(
+            "--max-len {} is longer than the model's {} positions",
+            cfg.max_len, config.max_position_embeddings
+        ))));
+    }
+    let tokenizer = cluster.agree(TextTokenizer::load(&files.dir, cfg.max_len))?;
+    let data = cluster.agree(load_data(cfg, &tokenizer))?;
+
+    let eval_every = cfg.eval_every.unwrap_or(data.batches_per_epoch / 2).max(1) as u64;
+    let total = (data.batches_per_epoch * cfg.epochs) as u64;
+    let identity = Identity {
+        model: files.name.clone(),
+        train_data: data::fingerprint(&data.train_split),
+        labels: data.labels.names.clone(),
+        epochs: cfg.epochs,
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        max_len: cfg.max_len,
+        seed: cfg.seed,
+        precision: cfg.precision,
+        eval_every: eval_every as usize,
+    };
+
+    // The pre-trained weights, the new head drawn from the seed.
+    let pretrained = cluster.agree(weights::read_checkpoint(&files))?;
+    tch::manual_seed((derive(cfg.seed, "init", 0) >> 1) as i64);
+    let (clf, report) = cluster.agree(Classifier::build(
+        &config,
+        data.labels.len() as i64,
+        dev.tch(),
+        &pretrained,
+        &files.name,
+        false,
+    ))?;
+    drop(pretrained);
+    let params = Params::trainable(&clf.vs);
+    let mut dp = DataParallel::new(cluster);
+    let mut opt = Adam::new(&params)?;
+
+    let ck_path = out.join(CHECKPOINT_FILE);
+    let model_path = out.join(MODEL_FILE);
+    let mut state = TrainerState {
+        identity: identity.clone(),
+        step: 0,
+        running_loss: 0.0,
+        steps_since_eval: 0,
+        history: History::default(),
+        best: None,
+        train_seconds: 0.0,
+        samples: 0,
+    };
+    let mut resumed_from = None;
+    let resume = if cfg.resume && ck_path.is_file() {
+        Some(cluster.agree(load_checkpoint(&ck_path, &identity, &params, &mut opt))?)
+    } else {
+        None
+    };
+    match resume {
+        Some(saved) => {
+            state = saved;
+            resumed_from = Some(state.step);
+            if !cluster.is_root() {
+                // Rank 0 carries the saved running sum; the others start from zero.
+                state.running_loss = 0.0;
+            }
+        }
+        None => dp.broadcast(&params)?,
+    }
+
+    let started = Started {
+        model: files.name.clone(),
+        model_dir: files.dir.clone(),
+        parameters: params.numel(),
+        layers: config.num_hidden_layers,
+        hidden: config.hidden_size,
+        new_parameters: report.new.clone(),
+        tokenizer: tokenizer.source.to_string(),
+        device: dev.to_string(),
+        precision: cfg.precision,
+        cpu_engine: if dev.is_cuda() { None } else { cfg.precision.cpu_engine().map(str::to_string) },
+        threads_per_rank: threads,
+        ranks: cluster.size(),
+        nodes: cluster.nodes(),
+        labels: data.labels.names.clone(),
+        train_rows: data.train.len(),
+        valid_rows: data.valid.len(),
+        test_rows: data.test.as_ref().map(|t| t.0.len()),
+        skipped_rows: data.skipped.clone(),
+        max_len: cfg.max_len,
+        truncated_fraction: data.truncated_fraction,
+        mean_tokens: data.mean_tokens,
+        batch_size: cfg.batch_size,
+        steps: total,
+        eval_every,
+    };
+    if cluster.is_root() {
+        cluster.agree(prepare_output(out, &files, &config, &data.labels, cfg))?;
+    } else {
+        cluster.agree(Ok(()))?;
+    }
+    sink.event(Event::Started(&started));
+    if cfg.resume {
+        match resumed_from {
+            Some(step) => sink.event(Event::Resumed { step, total, path: &ck_path }),
+            None => sink.event(Event::NothingToResume { path: &ck_path }),
+        }
+    }
+
+    let ctx = StepContext { cluster, cfg, clf: &clf, params: &params, data: &data, pad_id: tokenizer.pad_id };
+    let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
+    while state.step < total {
+        let step = state.step;
+        let epoch = (step / data.batches_per_epoch as u64) as usize;
+        if epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            epoch_batches =
+                Some((epoch, data::train_batches(&data.train.lengths(), cfg.batch_size, cfg.seed, epoch as u64)));
+        }
+        let batch = match &epoch_batches {
+            Some((_, b)) => b[(step % data.batches_per_epoch as u64) as usize].clone(),
+            None => unreachable!("batches are made above"),
+        };
+        let began = Instant::now();
+        let (loss, stop) = ctx.train_step(&mut dp, &mut opt, &batch, step, signal.requested().is_some())?;
+        state.train_seconds += began.elapsed().as_secs_f64();
+        state.samples += batch.len() as u64;
+        state.running_loss += loss;
+        state.steps_since_eval += 1;
+        state.step += 1;
+        sink.step(state.step, total, loss);
+
+        if state.step % eval_every == 0 || state.step == total {
+            let mut sums = [state.running_loss];
+            dp.sum_metrics(&mut sums);
+            let train_loss = sums[0] / state.steps_since_eval.max(1) as f64;
+            let valid =
+                predict::evaluate(cluster, &clf, &data.valid, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+            state.history.global_steps.push(state.step);
+            state.history.train_loss.push(train_loss);
+            state.history.valid_loss.push(valid.loss);
+            state.history.valid_accuracy.push(valid.accuracy);
+            state.running_loss = 0.0;
+            state.steps_since_eval = 0;
+            sink.event(Event::Validated {
+                epoch: epoch + 1,
+                epochs: cfg.epochs,
+                step: state.step,
+                total,
+                train_loss,
+                valid: &valid,
+            });
+            if state.best.as_ref().map_or(true, |b| valid.loss < b.valid_loss) {
+                state.best = Some(Best { step: state.step, valid_loss: valid.loss });
+                root_writes(cluster, || save_model(&model_path, &clf, cfg, &data.labels, &config, &state))?;
+                sink.event(Event::Saved { path: &model_path });
+            }
+            root_writes(cluster, || save_checkpoint(&ck_path, &params, &opt, &state))?;
+            root_writes(cluster, || write_json(&out.join("metrics.json"), &state.history))?;
+        }
+        if stop && state.step < total {
+            if state.steps_since_eval > 0 {
+                let mut sums = [state.running_loss];
+                dp.sum_metrics(&mut sums);
+                let mut saved = state.clone();
+                saved.running_loss = sums[0];
+                root_writes(cluster, || save_checkpoint(&ck_path, &params, &opt, &saved))?;
+            }
+            let name = signal.requested().unwrap_or("a signal from another rank");
+            sink.event(Event::Stopped { signal: name, step: state.step, total, path: &ck_path });
+            return Ok(Outcome::Stopped);
+        }
+    }
+    let samples_per_second = state.samples as f64 / state.train_seconds.max(1e-9);
+    let train_seconds = cluster.max_f64(state.train_seconds);
+    let samples_per_second = cluster.min_f64(samples_per_second);
+    sink.event(Event::Finished { steps: total, seconds: train_seconds, samples_per_second });
+
+    // The best model, on the test set (or the validation set without one).
+    let best = state.best.clone().unwrap_or(Best { step: state.step, valid_loss: f64::NAN });
+    let saved = cluster.agree(Checkpoint::load(&model_path))?;
+    let all = Params::all(&clf.vs);
+    cluster.agree(saved.restore(&all.names, &all.tensors))?;
+    sink.event(Event::BestLoaded { path: &model_path, best: &best });
+    let (test_set, test_file, fallback) = match &data.test {
+        Some((set, path)) => (set, path.clone(), None),
+        None => (&data.valid, data.valid_path.clone(), Some(cfg.source.join("test.csv"))),
+    };
+    sink.event(Event::Testing { file: &test_file, rows: test_set.len(), fallback_from: fallback.as_deref() });
+    cluster.barrier();
+    let t0 = cluster.wtime();
+    let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+    dev.synchronize();
+    let test_seconds = cluster.max_f64(cluster.wtime() - t0);
+    if !cluster.is_root() {
+        return Ok(Outcome::Done(None));
+    }
+    let report = test.confusion.report(&data.labels.names);
+    let report_text = report.to_text(4);
+    let best_valid_accuracy = state.best.as_ref().and_then(|b| {
+        let h = &state.history;
+        h.global_steps.iter().position(|&s| s == b.step).and_then(|i| h.valid_accuracy.get(i).copied())
+    });
+    Ok(Outcome::Done(Some(Box::new(TrainRun {
+        workload: "bert-classifier".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        config: cfg.clone(),
+        started,
+        steps: total,
+        resumed_from,
+        history: state.history,
+        best: state.best,
+        train_seconds,
+        train_samples_per_second: samples_per_second,
+        test_file,
+        test_seconds,
+        test_samples_per_second: test.rows as f64 / test_seconds.max(1e-9),
+        best_valid_accuracy,
+        test,
+        report,
+        report_text,
+    }))))
+}
+
+/// Rank 0 resolves (and maybe downloads) the model; the others then look in
+/// the directory it found.
+fn resolve_model_once(cluster: &Cluster, model: Option<&str>) -> Result<ModelFiles> {
+    let mine = if cluster.is_root() { hub::resolve(model).map(Some) } else { Ok(None) };
+    let mine = cluster.agree(mine)?;
+    let dir = cluster.broadcast_value(&mine.as_ref().map(|f| (f.name.clone(), f.dir.clone())))?;
+    let files = match (mine, dir) {
+        (Some(files), _) => Ok(files),
+        (None, Some((name, dir))) => ModelFiles::in_dir(&name, &dir),
+        (None, None) => Err(anyhow::anyhow!("rank 0 resolved no model")),
+    };
+    cluster.agree(files)
+}
+
+/// The splits, tokenised, with what the log says about them.
+struct Data {
+    train_split: Split,
+    train: Encoded,
+    valid: Encoded,
+    valid_path: PathBuf,
+    test: Option<(Encoded, PathBuf)>,
+    labels: Labels,
+    skipped: Vec<(String, usize)>,
+    batches_per_epoch: usize,
+    truncated_fraction: f64,
+    mean_tokens: f64,
+}
+
+fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
+    if cfg.epochs == 0 || cfg.batch_size == 0 {
+        bail_usage!("--epochs and --batch-size must be at least 1");
+    }
+    let files = SourceFiles::find(&cfg.source)?;
+    let read = |p: &Path| data::read_labelled(p, &cfg.text_column, &cfg.label_column, cfg.skip_bad_rows);
+    let train_split = read(&files.train)?;
+    if train_split.is_empty() {
+        bail_usage!("{} has no rows to train on", files.train.display());
+    }
+    let labels = Labels::from_split(&train_split)?;
+    let valid_split = read(&files.valid)?;
+    if valid_split.is_empty() {
+        bail_usage!("{} has no rows to validate on", files.valid.display());
+    }
+    let test_split = files.test.as_deref().map(read).transpose()?;
+    let encode = |s: &Split| -> Result<Encoded> {
+        let texts: Vec<&str> = s.texts.iter().map(String::as_str).collect();
+        Ok(Encoded { ids: tokenizer.encode(&texts)?, labels: labels.ids(s, "train.csv")? })
+    };
+    let train = encode(&train_split)?;
+    let valid = encode(&valid_split)?;
+    let test = match (&test_split, &files.test) {
+        (Some(s), Some(p)) if !s.is_empty() => Some((encode(s)?, p.clone())),
+        _ => None,
+    };
+    let mut skipped = vec![
+        (train_split.name.clone(), train_split.skipped.len()),
+        (valid_split.name.clone(), valid_split.skipped.len()),
+    ];
+    if let Some(t) = &test_split {
+        skipped.push((t.name.clone(), t.skipped.len()));
+    }
+    skipped.retain(|(_, n)| *n > 0);
+    let lengths = train.lengths();
+    let truncated = lengths.iter().filter(|&&l| l >= tokenizer.max_len).count();
+    Ok(Data {
+        batches_per_epoch: train.len().div_ceil(cfg.batch_size),
+        truncated_fraction: truncated as f64 / lengths.len().max(1) as f64,
+        mean_tokens: lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64,
+        train_split,
+        train,
+        valid,
+        valid_path: files.valid,
+        test,
+        labels,
+        skipped,
+    })
+}
+
+struct StepContext<'a> {
+    cluster: &'a Cluster,
+    cfg: &'a TrainConfig,
+    clf: &'a Classifier,
+    params: &'a Params,
+    data: &'a Data,
+    pad_id: i64,
+}
+
+impl StepContext<'_> {
+    /// One optimizer step on a global batch; returns this rank's share of the
+    /// batch's mean loss and whether any rank was asked to stop.
+    fn train_step(
+        &self,
+        dp: &mut DataParallel,
+        opt: &mut Adam,
+        batch: &[usize],
+        step: u64,
+        stop: bool,
+    ) -> Result<(f64, bool)> {
+        let dealt = data::deal(batch, self.cluster.size());
+        let rows = &dealt[dp.shard(dealt.len())];
+        let weight = rows.len() as f64 / batch.len().max(1) as f64;
+        self.params.zero_grad();
+        let device = self.clf.vs.device();
+        let mut loss_value = 0.0;
+        if !rows.is_empty() {
+            seed_torch_for_step(self.cfg.seed, step);
+            let keys = DropoutKeys::new(
+                self.cfg.seed,
+                step,
+                rows.iter().map(|&r| r as u64).collect(),
+                self.clf.model.config.max_position_embeddings,
+            );
+            let dropout = if device == tch::Device::Cpu { Dropout::Keyed(&keys) } else { Dropout::Torch };
+            let pass = Pass { precision: self.cfg.precision, dropout };
+            let input = self.data.train.batch(rows, self.pad_id, device)?;
+            let labels = self.data.train.labels_of(rows, device)?;
+            let logits = self.clf.model.logits(&input, &pass)?;
+            let loss = model::loss(&logits, &labels)?;
+            loss.f_backward()?;
+            loss_value = loss.f_double_value(&[])? * weight;
+        }
+        // The vocabulary is half the model; only the rows looked up carry gradient.
+        let looked_up: Vec<i64> =
+            rows.iter().flat_map(|&r| self.data.train.ids[r].iter().map(|&t| i64::from(t))).collect();
+        let sparse = [SparseRows { param: WORD_EMBEDDINGS.to_string(), rows: looked_up }];
+        let any_stop = dp.all_reduce_gradients_sparse(self.params, weight, stop, &sparse)?;
+        opt.step(self.params, self.cfg.lr)?;
+        Ok((loss_value, any_stop))
+    }
+}
+
+/// Runs `write` on rank 0 and makes every rank agree on how it went.
+fn root_writes(cluster: &Cluster, write: impl FnOnce() -> Result<()>) -> Result<()> {
+    let r = if cluster.is_root() { write() } else { Ok(()) };
+    cluster.agree(r)
+}
+
+/// `-o`: the directory, the run's config, the tokenizer and `config.json`, so
+/// it is a Hugging Face checkpoint as soon as the first model is saved.
+fn prepare_output(
+    out: &Path,
+    files: &ModelFiles,
+    config: &BertConfig,
+    labels: &Labels,
+    cfg: &TrainConfig,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
+    write_json(&out.join("run_config.json"), cfg)?;
+    write_json(&out.join("config.json"), &config.for_classification(&labels.names))?;
+    for f in TOKENIZER_FILES {
+        let src = files.dir.join(f);
+        if src.is_file() {
+            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            crate::report::write_atomic(&out.join(f), |w| Ok(w.write_all(&bytes)?))?;
+        }
+    }
+    Ok(())
+}
+
+/// The best model: Hugging Face names and `format: pt` (so `transformers`
+/// loads the directory), and the run's record for `predict`.
+fn save_model(
+    path: &Path,
+    clf: &Classifier,
+    cfg: &TrainConfig,
+    labels: &Labels,
+    config: &BertConfig,
+    state: &TrainerState,
+) -> Result<()> {
+    let tensors = weights::named_float_tensors(&clf.vs)?;
+    let record = serde_json::json!({
+        "kind": "bert-classifier model",
+        "labels": labels.names,
+        "max_len": cfg.max_len,
+        "step": state.best.as_ref().map(|b| b.step),
+        "valid_loss": state.best.as_ref().map(|b| b.valid_loss),
+        "text_column": cfg.text_column,
+        "label_column": cfg.label_column,
+        "base_model": state.identity.model,
+        "config": config.for_classification(&labels.names),
+    });
+    write_safetensors_with_metadata(path, &tensors, Some(&record), &[("format", "pt")])
+}
+
+fn save_checkpoint(path: &Path, params: &Params, opt: &Adam, state: &TrainerState) -> Result<()> {
+    let mut tensors: Vec<(String, tch::Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    tensors.extend(opt.state(params));
+    let state = serde_json::to_value(state)?;
+    Checkpoint::save(path, &tensors, &state)
+}
+
+fn load_checkpoint(path: &Path, identity: &Identity, params: &Params, opt: &mut Adam) -> Result<TrainerState> {
+    let ck = Checkpoint::load(path).map_err(|e| crate::cli::usage(format!("--resume: {e:#}")))?;
+    let state: TrainerState = serde_json::from_value(ck.state.clone()).map_err(|e| {
+        crate::cli::usage(format!("--resume: {} is not a bert-classifier checkpoint ({e})", path.display()))
+    })?;
+    if &state.identity != identity {
+        let (a, b) = (serde_json::to_value(&state.identity)?, serde_json::to_value(identity)?);
+        let diffs: Vec<String> = a
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k} {v} (now {})", b.get(k.as_str()).unwrap_or(&Value::Null)))
+            .collect();
+        bail_usage!(
+            "--resume: {} comes from a different run: {}; resume with the same settings and data, or use another -o",
+            path.display(),
+            diffs.join(", ")
+        );
+    }
+    ck.restore(&params.names, &params.tensors).map_err(|e| crate::cli::usage(format!("--resume: {e:#}")))?;
+    opt.load_state(params, &ck.tensors).map_err(|e| crate::cli::usage(format!("--resume: {e:#}")))?;
+    Ok(state)
+}

