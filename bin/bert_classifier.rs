@@ -104,6 +104,9 @@ struct TrainArgs {
     /// Also write the run's JSON record here (it is always in OUTPUT/results.json).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Stop after this many steps (benchmarks and smoke tests).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    max_steps: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +222,7 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         resume: a.resume,
         eval_every: a.eval_every.map(|e| e as usize),
         eval_batch_size: a.eval_batch_size as usize,
+        max_steps: a.max_steps.map(|m| m as usize),
     };
     let mut reporter = Reporter::new(cluster.is_root());
     let outcome = train::run(cluster, &cfg, &mut reporter);

@@ -443,3 +443,59 @@ fn offline_run(a: &[&str], hf_home: &str, env: &[(&str, &str)]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+#[test]
+fn hub_names_download_into_the_hugging_face_cache_and_then_work_offline() {
+    let t = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    run(BIN, &["export", "-m", t.out.to_str().unwrap(), "-o", repo_dir.to_str().unwrap()], 120).ok();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    let mut server = Command::new(&python)
+        .arg(root.join("tests/support/hub_mirror.py"))
+        .arg(&repo_dir)
+        .arg("org/tiny-spam")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", port.trim());
+    let hf_home = dir.path().join("hf");
+    let h = hf_home.to_str().unwrap();
+    let online = offline_run(
+        &["predict", "-m", "org/tiny-spam", "-d", "cpu", "apple pear plum"],
+        h,
+        &[("HF_ENDPOINT", &endpoint)],
+    );
+    let missing = offline_run(&["predict", "-m", "org/no-such-model", "hi"], h, &[("HF_ENDPOINT", &endpoint)]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(online.code, 0, "{}{}", online.stdout, online.stderr);
+    assert!(online.stdout.contains("'apple pear plum': ham"), "{}", online.stdout);
+    assert_one_line_error(&missing, 2, "no such model on the Hub");
+
+    // huggingface_hub's layout: blobs by etag, snapshot links, refs/main.
+    let cache = hf_home.join("hub/models--org--tiny-spam");
+    let commit = std::fs::read_to_string(cache.join("refs/main")).unwrap();
+    let snap = cache.join("snapshots").join(commit.trim());
+    let link = std::fs::read_link(snap.join("model.safetensors")).unwrap();
+    assert!(link.starts_with("../../blobs"), "{}", link.display());
+    let bytes = std::fs::read(snap.join("model.safetensors")).unwrap();
+    assert_eq!(bytes, std::fs::read(repo_dir.join("model.safetensors")).unwrap());
+    // ... which huggingface_hub itself reads back.
+    let check = Command::new(&python)
+        .args(["-c", "import sys; from huggingface_hub import try_to_load_from_cache as f; print(f('org/tiny-spam', 'config.json', cache_dir=sys.argv[1]))"])
+        .arg(hf_home.join("hub"))
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&check.stdout);
+    assert!(found.trim().ends_with("config.json") && found.contains(commit.trim()), "{found}");
+
+    // The server is gone: the cache serves, with the network forbidden.
+    let cached =
+        offline_run(&["predict", "-m", "org/tiny-spam", "-d", "cpu", "gear tire"], h, &[("HF_HUB_OFFLINE", "1")]);
+    assert_eq!(cached.code, 0, "{}", cached.stderr);
+    assert!(cached.stdout.contains("'gear tire': spam"), "{}", cached.stdout);
+}

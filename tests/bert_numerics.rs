@@ -164,3 +164,37 @@ fn old_checkpoint_names_load_the_same_model() {
     let e = Classifier::build(&config, 2, Device::Cpu, &base, "MiniLM", true).err().unwrap();
     assert!(e.to_string().contains("no classification head"), "{e}");
 }
+
+#[test]
+fn pytorch_model_bin_loads_the_same_weights_and_legacy_pickles_say_how_to_convert() {
+    let files = hub::resolve(None).unwrap();
+    let reference = weights::read_checkpoint(&files).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&files.config, dir.path().join("config.json")).unwrap();
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let save = |zip: bool| {
+        let script = format!(
+            "import sys, torch; from safetensors.torch import load_file; torch.save(load_file(sys.argv[1]), sys.argv[2], _use_new_zipfile_serialization={})",
+            if zip { "True" } else { "False" }
+        );
+        let ok = std::process::Command::new(&python)
+            .args(["-c", &script])
+            .arg(files.dir.join("model.safetensors"))
+            .arg(dir.path().join("pytorch_model.bin"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    save(true);
+    let bin = hub::ModelFiles::in_dir("bin", dir.path()).unwrap();
+    assert!(matches!(bin.weights, hub::Weights::PytorchBin(_)));
+    let loaded = weights::read_checkpoint(&bin).unwrap();
+    assert_eq!(loaded.len(), reference.len());
+    for (name, t) in &reference {
+        assert!(loaded[name].equal(t), "{name}");
+    }
+    save(false);
+    let e = weights::read_checkpoint(&bin).unwrap_err();
+    assert_eq!(hpcml::cli::exit_code(&e), 2);
+    assert!(e.to_string().contains("legacy pickle format") && e.to_string().contains("save_file"), "{e}");
+}

@@ -71,6 +71,9 @@ pub struct TrainConfig {
     /// Texts per evaluation batch (more when they are short: the budget is
     /// this many texts of 128 tokens).
     pub eval_batch_size: usize,
+    /// Stop after this many steps (benchmarks, smoke tests); `None`: all epochs.
+    #[serde(default)]
+    pub max_steps: Option<usize>,
 }
 
 /// `--device` as the text the user typed.
@@ -101,6 +104,7 @@ struct Identity {
     seed: u64,
     precision: Precision,
     eval_every: usize,
+    total_steps: u64,
 }
 
 /// Losses and validation results so far (the tutorial's metrics.pt).
@@ -234,7 +238,10 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let data = cluster.agree(load_data(cfg, &tokenizer))?;
 
     let eval_every = cfg.eval_every.unwrap_or(data.batches_per_epoch / 2).max(1) as u64;
-    let total = (data.batches_per_epoch * cfg.epochs) as u64;
+    let mut total = (data.batches_per_epoch * cfg.epochs) as u64;
+    if let Some(max) = cfg.max_steps {
+        total = total.min(max.max(1) as u64);
+    }
     let identity = Identity {
         model: files.name.clone(),
         train_data: data::fingerprint(&data.train_split),
@@ -246,6 +253,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         seed: cfg.seed,
         precision: cfg.precision,
         eval_every: eval_every as usize,
+        total_steps: total,
     };
 
     // The pre-trained weights, the new head drawn from the seed.

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -44,16 +44,21 @@ pub fn read_checkpoint(files: &ModelFiles) -> Result<HashMap<String, Tensor>> {
     }
 }
 
-/// `pytorch_model.bin` through libtorch's own reader of `torch.save` archives.
+/// `pytorch_model.bin` through libtorch's own reader of `torch.save` zip
+/// archives (PyTorch >= 1.6, what `transformers` has written since); the
+/// legacy pickle format before it is refused with the one-line conversion.
 fn read_pytorch_bin(path: &Path) -> Result<HashMap<String, Tensor>> {
     match Tensor::loadz_multi(path) {
         Ok(v) if !v.is_empty() => Ok(v.into_iter().collect()),
-        _ => bail_usage!(
-            "{} could not be read (a pickled pytorch_model.bin from an older transformers); convert it once with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{}').save_pretrained('{}', safe_serialization=True)\" and pass that directory",
-            path.display(),
-            path.parent().unwrap_or(Path::new(".")).display(),
-            "converted-model"
-        ),
+        _ => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            bail_usage!(
+                "{} is in PyTorch's legacy pickle format, which bert-classifier does not read; convert it once to model.safetensors with: python -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{}').items()}}, '{}', metadata={{'format': 'pt'}})\"",
+                path.display(),
+                path.display(),
+                dir.join("model.safetensors").display()
+            )
+        }
     }
 }
 
@@ -161,10 +166,6 @@ pub fn head_classes(tensors: &HashMap<String, Tensor>) -> Option<i64> {
         .iter()
         .find(|(k, _)| our_name(k).as_deref() == Some("classifier.weight"))
         .and_then(|(_, t)| t.size().first().copied())
-}
-
-pub fn require_tensor<'a>(tensors: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
-    tensors.get(name).ok_or_else(|| anyhow!("missing tensor {name}"))
 }
 
 #[cfg(test)]

