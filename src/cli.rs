@@ -62,6 +62,13 @@ pub fn one_line(err: &anyhow::Error) -> String {
 /// Runs a binary: starts MPI, parses `A` from the command line, runs `body`, and
 /// turns every failure into one line on stderr and an exit code.
 pub fn main<A: Parser>(prog: &str, body: impl FnOnce(&Cluster, A) -> anyhow::Result<()>) -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `bert-classifier --help | head` into a
+    // failed write and a panic; the default action ends the process quietly,
+    // as with any other command-line tool.
+    // SAFETY: setting a signal's disposition to SIG_DFL before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cluster = match Cluster::init() {
         Ok(c) => c,
         Err(e) => {
