@@ -296,24 +296,31 @@ impl Heatmap {
                 .margin(20)
                 .x_label_area_size(60)
                 .y_label_area_size(140)
-                .build_cartesian_2d(0..nc, 0..nr)
+                // A segmented 0..n has n + 1 cells.
+                .build_cartesian_2d((0..nc - 1).into_segmented(), (0..nr - 1).into_segmented())
                 .map_err(plot_err)?;
-            let rows = self.rows.clone();
-            let cols = self.cols.clone();
+            // Class names sit at the centres of their cells (segmented axes);
+            // row 0 is drawn at the top, as in seaborn's heatmap.
+            let name = |names: &[String], v: &SegmentValue<usize>, flip: bool| match v {
+                SegmentValue::CenterOf(i) if *i < names.len() => {
+                    names[if flip { names.len() - 1 - i } else { *i }].clone()
+                }
+                _ => String::new(),
+            };
             chart
                 .configure_mesh()
                 .disable_mesh()
                 .x_labels(nc)
                 .y_labels(nr)
-                .x_label_offset(0)
                 .x_desc(&self.col_label)
                 .y_desc(&self.row_label)
                 .axis_desc_style(("sans-serif", 20))
                 .label_style(("sans-serif", 18))
-                .x_label_formatter(&|i| cols.get(*i).cloned().unwrap_or_default())
-                .y_label_formatter(&|i| rows.get(nr.wrapping_sub(1).wrapping_sub(*i)).cloned().unwrap_or_default())
+                .x_label_formatter(&|v| name(&self.cols, v, false))
+                .y_label_formatter(&|v| name(&self.rows, v, true))
                 .draw()
                 .map_err(plot_err)?;
+            let at = |c: usize, y: usize| (SegmentValue::Exact(c), SegmentValue::Exact(y));
             for (r, row) in self.values.iter().enumerate() {
                 for (c, v) in row.iter().enumerate() {
                     let t = v / max;
@@ -325,7 +332,7 @@ impl Heatmap {
                     );
                     let y = nr - 1 - r;
                     chart
-                        .draw_series(std::iter::once(Rectangle::new([(c, y), (c + 1, y + 1)], colour.filled())))
+                        .draw_series(std::iter::once(Rectangle::new([at(c, y), at(c + 1, y + 1)], colour.filled())))
                         .map_err(plot_err)?;
                     let ink = if t > 0.5 { WHITE } else { BLACK };
                     let text = if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.3}") };
@@ -335,8 +342,8 @@ impl Heatmap {
                             plotters::style::text_anchor::VPos::Center,
                         ),
                     );
-                    let (px, py) = chart.backend_coord(&(c, y + 1));
-                    let (qx, qy) = chart.backend_coord(&(c + 1, y));
+                    let (px, py) = chart.backend_coord(&at(c, y + 1));
+                    let (qx, qy) = chart.backend_coord(&at(c + 1, y));
                     root.draw(&Text::new(text, ((px + qx) / 2, (py + qy) / 2), style)).map_err(plot_err)?;
                 }
             }
@@ -527,5 +534,18 @@ mod tests {
         h.save(&path).unwrap();
         let (w, hgt) = png_size(&path);
         assert!(w >= 480 && hgt >= 480);
+        // One cell per class whatever the count, one class included.
+        for n in [1usize, 3] {
+            let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            let m = Heatmap {
+                title: h.title.clone(),
+                row_label: h.row_label.clone(),
+                col_label: h.col_label.clone(),
+                rows: names.clone(),
+                cols: names,
+                values: vec![vec![1.0; n]; n],
+            };
+            m.save(&path).unwrap();
+        }
     }
 }
