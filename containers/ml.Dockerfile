@@ -22,7 +22,7 @@ ENV PATH=/root/.cargo/bin:${PATH}
 WORKDIR /src
 COPY . .
 # Binaries load MPICH by the soname Intel MPI and MVAPICH2 share (libmpi.so.12),
-# so a host's MPI can stand in for it (see docs/readme-containers.md).
+# so a host's MPI can stand in for it (see README.md, "Containers and Slurm").
 RUN /opt/hpcml/install.sh cargo-config /src /opt/hpcml/venv \
     && cargo build --release --locked --bins \
     && mkdir -p /opt/hpcml/bin \

@@ -240,13 +240,13 @@ fn apptainer_definitions_build_from_the_images_the_dockerfiles_make() {
 
 #[test]
 fn the_container_docs_name_every_recipe_and_only_files_that_exist() {
-    let doc_path = root().join("docs/readme-containers.md");
+    let doc_path = root().join("README.md");
     let doc = read(&doc_path);
     for stem in recipes("Dockerfile").keys() {
         for needle in
             [format!("containers/{stem}.Dockerfile"), format!("containers/{stem}.def"), format!("hpcml-{stem}")]
         {
-            assert!(doc.contains(&needle), "docs/readme-containers.md never mentions {needle}");
+            assert!(doc.contains(&needle), "README.md never mentions {needle}");
         }
     }
     // Every path into the repository the docs, Dockerfiles or templates name.

@@ -151,17 +151,7 @@ impl<'c> DataParallel<'c> {
                 send
             }
         };
-        if weight != 1.0 {
-            let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
-        }
-        let recv = host_buffer(&mut self.recv, n + 1)?;
-        // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
-        // CPU buffers of n + 1 elements; libtorch has no work queued on them, and
-        // the gradient views into `send` are not used while MPI reads it.
-        let (send_s, recv_s) = unsafe { (host_slice(&send, n + 1), host_slice(&recv, n + 1)) };
-        send_s[n] = if stop { 1.0 } else { 0.0 };
-        self.cluster.sum_f32_into(send_s, recv_s);
-        let any_stop = recv_s[n] > 0.0;
+        let (recv, any_stop) = self.exchange(&send, n, weight, stop)?;
         if in_place {
             point_into(&grads, &recv).context("all-reducing gradients")?;
             self.send = Some(recv);
@@ -170,6 +160,24 @@ impl<'c> DataParallel<'c> {
             self.unpack(&grads, &recv).context("all-reducing gradients")?;
         }
         Ok(any_stop)
+    }
+
+    /// Scales the `n` packed values of `send` by `weight`, puts the stop flag in
+    /// its last slot and sums it over ranks into the receive buffer, which it
+    /// returns with whether any rank asked to stop.
+    fn exchange(&mut self, send: &Tensor, n: usize, weight: f64, stop: bool) -> Result<(Tensor, bool)> {
+        if weight != 1.0 {
+            let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
+        }
+        let recv = host_buffer(&mut self.recv, n + 1)?;
+        // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
+        // CPU buffers of at least n + 1 elements; libtorch has no work queued on
+        // them, and no gradient view into `send` is used while MPI reads it.
+        let (send_s, recv_s) = unsafe { (host_slice(send, n + 1), host_slice(&recv, n + 1)) };
+        send_s[n] = if stop { 1.0 } else { 0.0 };
+        self.cluster.sum_f32_into(send_s, recv_s);
+        let any_stop = recv_s[n] > 0.0;
+        Ok((recv, any_stop))
     }
 
     /// [`all_reduce_gradients`](Self::all_reduce_gradients) for models with
@@ -211,16 +219,7 @@ impl<'c> DataParallel<'c> {
         let mut slot = self.send.take();
         let (send, n) = self.pack(&mut slot, &pieces, 1)?;
         self.send = slot;
-        if weight != 1.0 {
-            let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
-        }
-        let recv = host_buffer(&mut self.recv, n + 1)?;
-        // SAFETY: as in `all_reduce_gradients`: two distinct contiguous f32 CPU
-        // buffers of at least n + 1 elements that nothing else touches meanwhile.
-        let (send_s, recv_s) = unsafe { (host_slice(&send, n + 1), host_slice(&recv, n + 1)) };
-        send_s[n] = if stop { 1.0 } else { 0.0 };
-        self.cluster.sum_f32_into(send_s, recv_s);
-        let any_stop = recv_s[n] > 0.0;
+        let (recv, any_stop) = self.exchange(&send, n, weight, stop)?;
         self.unpack(&pieces, &recv).context("all-reducing gradients")?;
         for ((g, piece), r) in grads.iter().zip(&pieces).zip(&rows) {
             if let Some(idx) = r {
