@@ -7,7 +7,7 @@
 //! when all are integers) and the names kept for reports and exports.
 //!
 //! A row that cannot be read (wrong number of fields, no label, bytes that are
-//! not UTF-8) is an error naming the file and line, unless the caller chose to
+//! not UTF-8 in a UTF-8 file) is an error naming the file and line, unless the caller chose to
 //! skip such rows, in which case they are counted.
 //!
 //! Batches are bucketed by length like torchtext's `BucketIterator`: each
@@ -66,11 +66,11 @@ pub struct Columns {
 /// counted in `skipped` instead of failing.
 pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let bytes = match std::fs::read(path) {
+        Ok(b) => utf8_or_windows_1252(b),
         Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
     };
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(std::io::BufReader::new(file));
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
     let header = match rdr.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
@@ -137,6 +137,31 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
         }
     }
     Ok(split)
+}
+
+/// The file's bytes as UTF-8. Files saved by Windows tools and Kaggle's
+/// spam.csv are Latin-1 / Windows-1252, which Python users read with
+/// `encoding='latin-1'`: a file that is not UTF-8 and holds not a single
+/// multi-byte UTF-8 character is taken as Windows-1252 and converted. A UTF-8
+/// file with a few broken bytes stays UTF-8, and those rows are reported.
+fn utf8_or_windows_1252(bytes: Vec<u8>) -> Vec<u8> {
+    if std::str::from_utf8(&bytes).is_ok() || bytes.utf8_chunks().any(|c| !c.valid().is_ascii()) {
+        return bytes;
+    }
+    // Windows-1252's 0x80-0x9F; its five unassigned codes keep Latin-1's.
+    const HIGH: [u32; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D,
+        0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A,
+        0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    let text: String = bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9F => char::from_u32(HIGH[usize::from(b - 0x80)]).unwrap_or(char::REPLACEMENT_CHARACTER),
+            _ => char::from(b),
+        })
+        .collect();
+    text.into_bytes()
 }
 
 fn check_row(
@@ -427,10 +452,21 @@ mod tests {
         assert_eq!(labels.names, vec!["ham", "spam"]);
         let e = read_csv(&p, &Columns { text: "body".into(), label: None }, false).unwrap_err();
         assert!(e.to_string().contains("no column 'body'") && e.to_string().contains("label, titletext"));
+        // A UTF-8 file (it has "é") with broken bytes on one row.
         let bytes = dir.path().join("bin.csv");
-        std::fs::write(&bytes, b"label,titletext\n1,ok\n0,\xff\xfe\n").unwrap();
+        std::fs::write(&bytes, b"label,titletext\n1,caf\xc3\xa9\n0,\xff\xfe\n").unwrap();
         let e = read_csv(&bytes, &cols(), false).unwrap_err();
         assert!(e.to_string().contains("line 3") && e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn windows_1252_files_are_read_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("spam.csv");
+        std::fs::write(&p, b"v1,v2,,,\nspam,\"win \xa3900 \x93now\x94\",,,\nham,\"s\xfc\xdf\",,,\n").unwrap();
+        let s = read_csv(&p, &Columns { text: "v2".into(), label: Some("v1".into()) }, false).unwrap();
+        assert_eq!(s.texts, vec!["win \u{a3}900 \u{201c}now\u{201d}", "s\u{fc}\u{df}"]);
+        assert_eq!(s.labels, vec!["spam", "ham"]);
     }
 
     #[test]
