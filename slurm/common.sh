@@ -39,12 +39,13 @@ hpcml_setup() {
 
   hpcml_pick_launcher
   hpcml_pick_runtime
-  if [ "$HPCML_GPU" = gpu ]; then hpcml_map_gpus; fi
 
   hpcml_log "job ${SLURM_JOB_ID:-(not in Slurm)} ${SLURM_JOB_NAME:-$HPCML_NAME}: ${SLURM_NTASKS:-${HPCML_RANKS:-1}} rank(s) on ${SLURM_JOB_NUM_NODES:-1} node(s) (${SLURM_JOB_NODELIST:-$(hostname -s)}), restart ${SLURM_RESTART_COUNT:-0}"
   hpcml_log "launcher: ${HPCML_LAUNCH[*]}"
   hpcml_log "runs: ${HPCML_WRAP[*]:-native binaries from ${HPCML_BIN_DIR:-PATH, else target/release of this checkout}}"
   hpcml_log "output: $HPCML_OUT"
+  # After the job's own lines, so the log starts with what ran where.
+  if [ "$HPCML_GPU" = gpu ]; then hpcml_map_gpus; fi
 }
 
 hpcml_pick_launcher() {

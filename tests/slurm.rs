@@ -2,7 +2,9 @@
 //! munged, slurmctld and slurmd on localhost, MpiDefault=none as on many
 //! clusters), in native mode with tiny sizes: each job is submitted the way
 //! users do, waited for (1 s polling, bounded), and judged by its output file,
-//! its JSON record and its exit code. The daemons stop when the test ends,
+//! its JSON record and its exit code. A trainer template is also stopped as
+//! its time limit would stop it (SIGUSR1 to the batch shell), and must
+//! checkpoint, requeue itself and resume. The daemons stop when the test ends,
 //! also when it fails. Needs root (slurmd); HPCML_SKIP_SLURM=1 skips it
 //! on machines where that is impossible.
 
@@ -128,14 +130,51 @@ struct Job {
 
 impl Job {
     /// The run's output directory, as the template logged it.
-    fn out_dir(&self) -> PathBuf {
-        let line = self.out.lines().find(|l| l.starts_with("[hpcml] output: ")).expect("[hpcml] output: line");
-        PathBuf::from(line.trim_start_matches("[hpcml] output: "))
+    fn out_dir(&self) -> Result<PathBuf, String> {
+        let line = self.out.lines().find(|l| l.starts_with("[hpcml] output: ")).ok_or("no [hpcml] output: line")?;
+        Ok(PathBuf::from(line.trim_start_matches("[hpcml] output: ")))
+    }
+
+    /// What every template's run must show: COMPLETED 0:0, one MPI job
+    /// through `srun --mpi=pmi2`, its outputs in $SCRATCH/hpcml-runs/NAME-JOBID
+    /// (returned).
+    fn completed(&self, scratch: &Path, name: &str) -> Result<PathBuf, String> {
+        ensure(self.state == "COMPLETED" && self.exit == "0:0", format!("state {} exit {}", self.state, self.exit))?;
+        ensure(self.out.contains("[hpcml] launcher: srun --mpi=pmi2"), "launcher line")?;
+        ensure(self.out.contains("[hpcml] exit status 0\n"), "the template's exit line")?;
+        ensure(!self.out.contains("panicked"), "a panic")?;
+        let dir = self.out_dir()?;
+        let want = scratch.join(format!("hpcml-runs/{name}-{}", self.id));
+        ensure(dir == want, format!("output in {}, not under $SCRATCH as {}", dir.display(), want.display()))?;
+        Ok(dir)
+    }
+
+    /// How many lines of the log start with `start`.
+    fn lines_starting(&self, start: &str) -> usize {
+        self.out.lines().filter(|l| l.starts_with(start)).count()
     }
 }
 
-/// One template submitted as users do, in native mode with tiny sizes. When a
-/// binary lands, its template gets one entry in `cases()`.
+/// A JSON record a job wrote.
+fn record(path: &Path) -> Result<serde_json::Value, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A plot a job wrote: a PNG with something drawn in it.
+fn png(path: &Path) -> Result<(), String> {
+    let bytes = fs::read(path).unwrap_or_default();
+    ensure(bytes.len() > 5_000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"), format!("{}: no PNG plot", path.display()))
+}
+
+/// A file a job wrote, not empty (checkpoints, models).
+fn nonempty(path: &Path) -> Result<(), String> {
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    ensure(len > 0, format!("{}: missing or empty", path.display()))
+}
+
+/// One template submitted as users do, in native mode with tiny sizes; every
+/// template has at least one entry in `cases()`.
 struct Case {
     template: &'static str,
     /// Options and script arguments as typed after `sbatch`, around the template.
@@ -178,36 +217,197 @@ fn cases(scratch: &Path) -> Vec<Case> {
             log: "hpcml-pi.o",
             check: check_pi_usage_error,
         },
-        // matmul.sbatch, mnist.sbatch and bert.sbatch: one entry each here when
-        // their binaries exist, e.g. for mnist (no GPU here: --gres=none, and the
-        // template picks --device cpu):
-        // Case { template: "mnist.sbatch",
-        //        before: vec!["-p", "debug", "-N", "1", "-n", "2", "-t", "10", "--gres=none"],
-        //        after: vec![], env: vec![("MNIST_ARGS", "--epochs 1 ...".into()), bin dir],
-        //        log: "hpcml-mnist.o", check: check_mnist },
+        // The GPU templates on a node without GPUs: --gres=none (this Slurm has
+        // no GPU GRES), and the templates pick the CPU.
+        Case {
+            template: "matmul.sbatch",
+            before: gpu_before(),
+            after: vec![],
+            env: vec![
+                ("MATMUL_ARGS", "--sizes 256,512 --dtype f32 --repeats 2 --threads 1".into()),
+                ("HPCML_BIN_DIR", bin_dir().display().to_string()),
+                ("SCRATCH", scratch.display().to_string()),
+            ],
+            log: "hpcml-matmul.o",
+            check: check_matmul,
+        },
+        Case {
+            template: "mnist.sbatch",
+            before: gpu_before(),
+            after: vec![],
+            env: vec![
+                // 21 steps of the offline sample: evaluations at steps 0 and 20.
+                ("MNIST_ARGS", "--epochs 0.3 --threads 1".into()),
+                ("HPCML_BIN_DIR", bin_dir().display().to_string()),
+                ("SCRATCH", scratch.display().to_string()),
+            ],
+            log: "hpcml-mnist.o",
+            check: check_mnist,
+        },
+        Case {
+            template: "bert.sbatch",
+            before: gpu_before(),
+            after: vec![],
+            env: vec![
+                ("BERT_SOURCE", bert_data(&scratch.join("bert-data")).display().to_string()),
+                // The offline MiniLM; 4 steps of 8 texts, validation after 2 and 4.
+                ("BERT_ARGS", "--epochs 1 --max-len 24 --batch-size 8 --lr 1e-4 --threads 1".into()),
+                ("HPCML_BIN_DIR", bin_dir().display().to_string()),
+                ("SCRATCH", scratch.display().to_string()),
+            ],
+            log: "hpcml-bert.o",
+            check: check_bert,
+        },
     ]
 }
 
+/// How the GPU templates are submitted here: 2 ranks on the one node, no GRES.
+fn gpu_before() -> Vec<&'static str> {
+    vec!["-p", "debug", "-N", "1", "-n", "2", "-t", "10", "--gres=none"]
+}
+
+/// A labelled data directory in the tutorial's layout (label,titletext) whose
+/// two classes share no word: fruit is ham, car parts are spam.
+fn bert_data(dir: &Path) -> PathBuf {
+    const HAM: [&str; 8] = ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "plum"];
+    const SPAM: [&str; 8] = ["engine", "wheel", "brake", "gear", "clutch", "piston", "valve", "axle"];
+    fs::create_dir_all(dir).unwrap();
+    for (file, rows, seed) in [("train.csv", 32, 1), ("valid.csv", 8, 2), ("test.csv", 8, 3)] {
+        let mut csv = String::from("label,titletext\n");
+        for i in 0..rows {
+            let (label, words) = if i % 2 == 0 { ("ham", &HAM) } else { ("spam", &SPAM) };
+            let text: Vec<&str> = (0..4 + (i + seed) % 3).map(|k| words[(i * 5 + k * 3 + seed) % 8]).collect();
+            csv += &format!("{label},{}\n", text.join(" "));
+        }
+        fs::write(dir.join(file), csv).unwrap();
+    }
+    dir.to_path_buf()
+}
+
 fn check_pi(job: &Job, scratch: &Path) -> Result<(), String> {
-    ensure(job.state == "COMPLETED" && job.exit == "0:0", format!("state {} exit {}", job.state, job.exit))?;
+    let dir = job.completed(scratch, "pi")?;
     // Two ranks of one MPI job, not two 1-rank jobs (srun without --mpi=pmi2).
     ensure(job.out.contains("Computing 10000000 samples on each of the 2 ranks"), "not one 2-rank job")?;
     ensure(job.out.matches("] Local Estimate: 3.1").count() == 2, "not two rank lines")?;
     ensure(job.out.contains("-0] Local Estimate") && job.out.contains("-1] Local Estimate"), "ranks 0 and 1")?;
     ensure(job.out.matches("Final Estimate: 3.14").count() == 1, "one Final Estimate")?;
-    ensure(job.out.contains("[hpcml] launcher: srun --mpi=pmi2"), "launcher line")?;
-    let dir = job.out_dir();
-    ensure(
-        dir == scratch.join(format!("hpcml-runs/pi-{}", job.id)),
-        format!("output under $SCRATCH, got {}", dir.display()),
-    )?;
-    let json = common::json(&dir.join("pi.json"));
+    let json = record(&dir.join("pi.json"))?;
     ensure(json["ranks"] == 2 && json["samples"] == 20_000_000, format!("pi.json: {json}"))?;
     // Bit-identical to a single process with the same seed.
     let one = tempfile::tempdir().unwrap();
     let p = one.path().join("pi.json");
     common::run("pi-mpi", &["2e7", "--seed", "7", "--threads", "1", "--json", p.to_str().unwrap()], 120).ok();
     ensure(common::json(&p)["hits"] == json["hits"], "hits differ from a 1-process run")
+}
+
+fn check_matmul(job: &Job, scratch: &Path) -> Result<(), String> {
+    let dir = job.completed(scratch, "matmul")?;
+    ensure(job.out.contains(" --threads 1 --no-gpu --json "), "no GPU here: the template passes --no-gpu")?;
+    // One 2-rank job (two 1-rank programs would each print Ranks: 1), and for
+    // each size a row per rank and the rank-summed row, in the log and the table.
+    ensure(job.lines_starting("Ranks: 2 on 1 node(s)") == 1, "not one 2-rank job")?;
+    ensure(job.lines_starting("Using device: cpu") == 1, "Using device: cpu")?;
+    for size in ["256x256", "512x512"] {
+        let test = format!("Running test for matrix size: {size} (f32 on cpu");
+        ensure(job.lines_starting(&test) == 1, format!("one test of {size}"))?;
+        let table_row = |who: &str, what: &str| {
+            job.out
+                .lines()
+                .filter(|l| l.starts_with(&format!("│ {who}")) && l.contains(size) && l.contains(what))
+                .count()
+        };
+        ensure(table_row("job  │", "sum of 2/2 ranks") == 1, format!("the table's job row for {size}"))?;
+        ensure(table_row("", " f32 ") == 3, format!("the table's 3 rows for {size}"))?;
+    }
+    for rank in 0..2 {
+        let rows = job
+            .out
+            .lines()
+            .filter(|l| l.starts_with('[') && l.contains(&format!("-{rank}] Time: ")) && l.ends_with(" entries)"));
+        ensure(rows.count() == 2, format!("two checked rows of rank {rank}"))?;
+    }
+    ensure(job.lines_starting("Job (2 of 2 ranks ran): ") == 2, "the aggregate row of each size")?;
+
+    let json = record(&dir.join("matmul.json"))?;
+    let cells = json["cells"].as_array().map(Vec::len);
+    let ranks = json["ranks"].as_array().map(Vec::len);
+    ensure(
+        cells == Some(2) && ranks == Some(2) && json["cells_ok"] == 4 && json["cells_failed"] == 0,
+        format!("matmul.json: {json}"),
+    )?;
+    for cell in json["cells"].as_array().into_iter().flatten() {
+        let job_gflops = cell["job"]["gflops"].as_f64().unwrap_or(0.0);
+        ensure(cell["job"]["ranks_ok"] == 2 && job_gflops > 0.0, format!("matmul.json cell: {cell}"))?;
+    }
+    let csv = fs::read_to_string(dir.join("matmul.csv")).unwrap_or_default();
+    let scope = |s: &str| csv.lines().filter(|l| l.starts_with(&format!("{s},"))).count();
+    ensure(scope("rank") == 4 && scope("job") == 2, format!("matmul.csv:\n{csv}"))?;
+    png(&dir.join("scaling_plot.png"))
+}
+
+fn check_mnist(job: &Job, scratch: &Path) -> Result<(), String> {
+    let dir = job.completed(scratch, "mnist")?;
+    ensure(job.out.contains(" --device cpu --output "), "no GPU here: the template passes --device cpu")?;
+    let training = job.out.lines().find(|l| l.starts_with("Training on ")).unwrap_or("");
+    ensure(
+        job.lines_starting("Training on ") == 1 && training.starts_with("Training on 2 ranks x 1 thread, cpu"),
+        "not one 2-rank job",
+    )?;
+    ensure(training.contains(" 21 steps (0.3 epochs)"), format!("21 steps: {training}"))?;
+    // The tutorial's log: an evaluation at the first and at the last step.
+    let steps: Vec<&str> = job.out.lines().filter(|l| l.starts_with("Step ") && l.contains(" (epoch ")).collect();
+    ensure(
+        steps.len() == 2
+            && steps[0].starts_with("Step 0 (epoch 0.00), ")
+            && steps[1].starts_with("Step 20 (epoch 0.28), "),
+        format!("Step lines: {steps:?}"),
+    )?;
+    ensure(job.lines_starting("Validation error: ") == 2, "a Validation error line per evaluation")?;
+    ensure(job.lines_starting("Test error: ") == 1, "one Test error line")?;
+
+    let json = record(&dir.join("mnist.json"))?;
+    let test = json["test_error"].as_f64().unwrap_or(100.0);
+    ensure(json["ranks"] == 2 && json["steps"] == 21 && json["stopped_by"].is_null(), format!("mnist.json: {json}"))?;
+    // 21 steps already learn (90% is chance): a sign the ranks train together.
+    ensure(test < 60.0, format!("test error {test}% after 21 steps"))?;
+    ensure(record(&dir.join("metrics.json"))?["steps"] == 21, "metrics.json")?;
+    record(&dir.join("config.json"))?;
+    nonempty(&dir.join("checkpoint.safetensors"))?;
+    png(&dir.join("training.png"))
+}
+
+fn check_bert(job: &Job, scratch: &Path) -> Result<(), String> {
+    let dir = job.completed(scratch, "bert")?;
+    ensure(job.out.contains(" --device cpu --resume "), "no GPU here: the template passes --device cpu")?;
+    let running = "Running on cpu (fp32), 1 thread(s) per rank, 2 rank(s) on 1 node(s); batch 8, 4 steps";
+    ensure(job.lines_starting("Running on ") == 1 && job.lines_starting(running) == 1, "not one 2-rank job")?;
+    ensure(job.lines_starting("Start Training...") == 1, "Start Training...")?;
+    for step in ["Step [2/4], Train Loss: ", "Step [4/4], Train Loss: "] {
+        ensure(job.lines_starting(&format!("Epoch [1/1], {step}")) == 1, format!("Epoch [1/1], {step}"))?;
+    }
+    let saved = format!("Model saved to ==> {}", dir.join("model.safetensors").display());
+    ensure(job.lines_starting(&saved) >= 1, saved)?;
+    ensure(job.lines_starting("Finished Training!") == 1, "Finished Training!")?;
+    // The classification report, sklearn's layout, with the class names.
+    let report = job.out.split_once("Classification Report:\n").map(|(_, r)| r).unwrap_or("");
+    ensure(report.starts_with("              precision    recall  f1-score   support"), "the classification report")?;
+    for row in ["         ham ", "        spam ", "    accuracy ", "weighted avg "] {
+        ensure(report.lines().any(|l| l.starts_with(row)), format!("report row '{}'", row.trim()))?;
+    }
+
+    let json = record(&dir.join("results.json"))?;
+    let accuracy = json["test"]["accuracy"].as_f64().unwrap_or(0.0);
+    ensure(json["test"]["rows"] == 8 && json["steps"] == 4, format!("results.json: {json}"))?;
+    // The two classes share no word: one epoch separates them.
+    ensure(accuracy >= 0.75, format!("test accuracy {accuracy}"))?;
+    let txt = fs::read_to_string(dir.join("classification_report.txt")).unwrap_or_default();
+    ensure(!txt.is_empty() && report.starts_with(&txt), "classification_report.txt is the logged report")?;
+    for f in ["model.safetensors", "checkpoint.safetensors", "tokenizer.json"] {
+        nonempty(&dir.join(f))?;
+    }
+    ensure(record(&dir.join("config.json"))?["id2label"]["1"] == "spam", "config.json: id2label")?;
+    png(&dir.join("loss_v_global_steps.png"))?;
+    png(&dir.join("confusion_matrix.png"))
 }
 
 fn check_pi_usage_error(job: &Job, _: &Path) -> Result<(), String> {
@@ -219,8 +419,8 @@ fn check_pi_usage_error(job: &Job, _: &Path) -> Result<(), String> {
 }
 
 /// A batch script with the trainer templates' logic (slurm/common.sh's
-/// hpcml_run_trainer) around the real pi-mpi; the trainers themselves are
-/// tested the same way once they exist (see `cases`).
+/// hpcml_run_trainer) around the real pi-mpi: the shell's part alone, which
+/// the real trainer template then shows with mnist-cnn.
 fn trainer_script(dir: &Path, name: &str, pi_args: &str) -> PathBuf {
     let path = dir.join(format!("{name}.sbatch"));
     let body = format!(
@@ -273,13 +473,83 @@ fn wait_for_ranks_in_mpi(slurm: &Slurm, job: &str, ranks: usize, secs: u64) -> b
     false
 }
 
+/// Waits until the job's log has a line that starts with `start`.
+fn wait_for_line(slurm: &Slurm, log: &str, start: &str, secs: u64) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if slurm.output(log).lines().any(|l| l.starts_with(start)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
 /// `scancel ARGS JOB`, once the job got `ready`; what went wrong otherwise.
 fn scancel_when(slurm: &Slurm, ready: bool, args: &[&str], job: &str, log: &str) -> Result<(), String> {
-    ensure(ready, format!("job {job} never started pi-mpi:\n{}", slurm.output(log)))?;
+    ensure(ready, format!("job {job} never got to where it can be signalled:\n{}", slurm.output(log)))?;
     let mut all = args.to_vec();
     all.push(job);
     let out = slurm.client("scancel", &all);
     ensure(out.status.success(), format!("scancel {all:?}: {}", text(&out)))
+}
+
+/// Waits for a job whose batch shell got SIGUSR1 (what `--signal=B:USR1@120`
+/// sends) and checks the trainer logic did its part: forwarded the signal, saw
+/// the step exit 0, requeued the job once, which ran again from the top into
+/// the same output directory and COMPLETED 0:0. Returns the log of both runs
+/// (--open-mode=append).
+fn requeued_once(slurm: &Slurm, job: &str, log: &str, secs: u64) -> Result<String, String> {
+    let (state, exit) = slurm.wait(job, secs);
+    let out = slurm.output(log);
+    let restarts = slurm.field(job, "Restarts");
+    let runs: Vec<&str> = out.lines().filter(|l| l.starts_with("[hpcml] output: ")).collect();
+    let ok = state == "COMPLETED"
+        && exit == "0:0"
+        && restarts == "1"
+        && out.contains("[hpcml] received SIGUSR1: forwarding it to the job step")
+        && out.contains("[hpcml] exit status 0 after SIGUSR1\n")
+        && out.contains(&format!("[hpcml] requeueing job {job} (restart 1)"))
+        && out.contains(", restart 0\n")
+        && out.contains(", restart 1\n")
+        && runs.len() == 2
+        && runs[0] == runs[1];
+    ensure(
+        ok,
+        format!("job {job}: state {state} exit {exit} restarts {restarts}, not requeued once\n--- output:\n{out}"),
+    )?;
+    Ok(out)
+}
+
+/// The mnist trainer stopped by SIGUSR1 in its first run: it saved a
+/// checkpoint there, and the requeued run resumed from it (not from scratch)
+/// and finished training.
+fn check_mnist_resumed(out: &str, dir: &Path) -> Result<(), String> {
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let stopped =
+        out.lines().find(|l| l.starts_with("Stopped by SIGUSR1 after step ")).ok_or("no checkpoint on SIGUSR1")?;
+    let step: u64 = stopped["Stopped by SIGUSR1 after step ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or(format!("no step in: {stopped}"))?;
+    ensure(stopped.contains(&format!("checkpoint saved to {}", checkpoint.display())), stopped.to_string())?;
+    ensure(out.lines().filter(|l| l.starts_with("No checkpoint in ")).count() == 1, "one fresh start")?;
+    let resumed = format!("Resuming from {} at step {}.", checkpoint.display(), step + 1);
+    let (before, after) = out.split_once(&resumed).ok_or(format!("no '{resumed}'"))?;
+    ensure(before.contains(stopped), "the stop before the resume")?;
+    ensure(!before.contains("Test error: "), "a Test error line before the signal")?;
+    ensure(
+        after.lines().filter(|l| l.starts_with("Test error: ")).count() == 1,
+        "one Test error line after the resume",
+    )?;
+    ensure(after.lines().any(|l| l.starts_with("Step 139 (epoch ")), "the last step, 139")?;
+    let json = record(&dir.join("mnist.json"))?;
+    ensure(
+        json["steps"] == 140 && json["first_step"] == step + 1 && json["ranks"] == 2 && json["stopped_by"].is_null(),
+        format!("mnist.json after the restart: {json}"),
+    )?;
+    png(&dir.join("training.png"))
 }
 
 #[test]
@@ -303,6 +573,17 @@ fn sbatch_templates_run_on_a_real_slurm() {
     let usr1_job = slurm.sbatch(&["-n".into(), "2".into(), usr1.display().to_string()], &env_common);
     let cancel = trainer_script(&submit, "cancel", "1e13 --threads 1");
     let cancel_job = slurm.sbatch(&["-n".into(), "1".into(), cancel.display().to_string()], &env_common);
+    // The real trainer template the same way: 140 steps of mnist-cnn on 2
+    // ranks, a checkpoint every 10, signalled once training runs.
+    let mut args: Vec<String> = gpu_before().iter().map(|s| s.to_string()).collect();
+    args.extend(["-J".into(), "mnist-requeue".into(), root().join("slurm/mnist.sbatch").display().to_string()]);
+    let requeue_env = [
+        ("MNIST_ARGS", "--epochs 2 --eval-frequency 10 --threads 1".to_string()),
+        ("HPCML_BIN_DIR", bin_dir().display().to_string()),
+        ("SCRATCH", scratch.display().to_string()),
+    ];
+    let requeue_env: Vec<(String, String)> = requeue_env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mnist_job = slurm.sbatch(&args, &requeue_env);
 
     let mut submitted = Vec::new();
     for case in cases(&scratch) {
@@ -326,31 +607,35 @@ fn sbatch_templates_run_on_a_real_slurm() {
     let cancel_log = format!("cancel.o{cancel_job}");
     let ready = wait_for_step(&slurm, &cancel_job, 60);
     problems.extend(scancel_when(&slurm, ready, &[], &cancel_job, &cancel_log).err());
+    // The trainer's handler is in place before its first log line; USR1 once
+    // the first evaluation (a checkpoint) is out, with 130 steps to go.
+    let mnist_log = format!("hpcml-mnist.o{mnist_job}");
+    let ready = wait_for_line(&slurm, &mnist_log, "Validation error: ", 180);
+    problems.extend(scancel_when(&slurm, ready, &["--signal=USR1", "--batch"], &mnist_job, &mnist_log).err());
 
     for (case, id) in &submitted {
-        let (state, exit) = slurm.wait(id, 120);
+        let (state, exit) = slurm.wait(id, 180);
         let job = Job { id: id.clone(), state, exit, out: slurm.output(&format!("{}{id}", case.log)) };
         if let Err(e) = (case.check)(&job, &scratch) {
             problems.push(format!("{} (job {id}): {e}\n--- output:\n{}", case.template, job.out));
         }
     }
 
-    let (state, exit) = slurm.wait(&usr1_job, 120);
-    let out = slurm.output(&usr1_log);
-    let restarts = slurm.field(&usr1_job, "Restarts");
-    let runs: Vec<&str> = out.lines().filter(|l| l.starts_with("[hpcml] output: ")).collect();
-    let requeue_ok = state == "COMPLETED"
-        && exit == "0:0"
-        && restarts == "1"
-        && out.contains("[hpcml] received SIGUSR1: forwarding it to the job step")
-        && out.contains(&format!("[hpcml] requeueing job {usr1_job} (restart 1)"))
-        && out.contains("restart 1\n")
-        && runs.len() == 2
-        && runs[0] == runs[1]
-        && out.matches("Final Estimate: 3.14").count() == 2;
-    if !requeue_ok {
-        problems
-            .push(format!("usr1 job {usr1_job}: state {state} exit {exit} restarts {restarts}\n--- output:\n{out}"));
+    match requeued_once(&slurm, &usr1_job, &usr1_log, 120) {
+        Ok(out) if out.matches("Final Estimate: 3.14").count() == 2 => {}
+        Ok(out) => problems.push(format!("usr1 job {usr1_job}: not two Final Estimates\n--- output:\n{out}")),
+        Err(e) => problems.push(format!("usr1 {e}")),
+    }
+    let mnist_dir = scratch.join(format!("hpcml-runs/mnist-{mnist_job}"));
+    match requeued_once(&slurm, &mnist_job, &mnist_log, 240) {
+        Ok(out) => {
+            let resumed = ensure(out.contains(&format!("[hpcml] output: {}\n", mnist_dir.display())), "output dir")
+                .and_then(|()| check_mnist_resumed(&out, &mnist_dir));
+            if let Err(e) = resumed {
+                problems.push(format!("mnist.sbatch requeue (job {mnist_job}): {e}\n--- output:\n{out}"));
+            }
+        }
+        Err(e) => problems.push(format!("mnist.sbatch requeue {e}")),
     }
 
     let (state, _) = slurm.wait(&cancel_job, 120);
