@@ -83,15 +83,8 @@ struct TrainArgs {
     /// Seed of the head's initialisation, the shuffles and the dropout masks.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// The CSV column with the text.
-    #[arg(long, default_value = "titletext")]
-    text_column: String,
-    /// The CSV column with the class (integers or names).
-    #[arg(long, default_value = "label")]
-    label_column: String,
-    /// Leave out rows that cannot be read (and say how many) instead of stopping.
-    #[arg(long)]
-    skip_bad_rows: bool,
+    #[command(flatten)]
+    csv: LabelledCsvArgs,
     /// Continue from the checkpoint in the output folder (a fresh start if there is none).
     #[arg(long)]
     resume: bool,
@@ -107,6 +100,20 @@ struct TrainArgs {
     /// Stop after this many steps (benchmarks and smoke tests).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
     max_steps: Option<u32>,
+}
+
+/// How `train` and `evaluate` read labelled CSV files.
+#[derive(Args, Debug, Clone)]
+struct LabelledCsvArgs {
+    /// The CSV column with the text.
+    #[arg(long, default_value = "titletext")]
+    text_column: String,
+    /// The CSV column with the class (integers or names).
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// Leave out rows that cannot be read (and say how many) instead of stopping.
+    #[arg(long)]
+    skip_bad_rows: bool,
 }
 
 #[derive(Args, Debug)]
@@ -153,15 +160,8 @@ struct EvaluateArgs {
     model: ModelArgs,
     /// The labelled CSV file.
     csv: PathBuf,
-    /// The CSV column with the text.
-    #[arg(long, default_value = "titletext")]
-    text_column: String,
-    /// The CSV column with the class.
-    #[arg(long, default_value = "label")]
-    label_column: String,
-    /// Leave out rows that cannot be read (and say how many).
-    #[arg(long)]
-    skip_bad_rows: bool,
+    #[command(flatten)]
+    columns: LabelledCsvArgs,
     /// Write the report, confusion_matrix.png and evaluation.json into this folder.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -216,9 +216,9 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         lr: a.lr,
         max_len: a.max_len as usize,
         seed: a.seed,
-        text_column: a.text_column,
-        label_column: a.label_column,
-        skip_bad_rows: a.skip_bad_rows,
+        text_column: a.csv.text_column,
+        label_column: a.csv.label_column,
+        skip_bad_rows: a.csv.skip_bad_rows,
         resume: a.resume,
         eval_every: a.eval_every.map(|e| e as usize),
         eval_batch_size: a.eval_batch_size as usize,
@@ -302,8 +302,8 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
 
 fn run_evaluate(cluster: &Cluster, a: EvaluateArgs) -> anyhow::Result<()> {
     let cfg = predict_config(&a.model);
-    let cols = Columns { text: a.text_column.clone(), label: Some(a.label_column.clone()) };
-    let Some(run) = predict::evaluate_file(cluster, &cfg, &a.csv, &cols, a.skip_bad_rows)? else {
+    let cols = Columns { text: a.columns.text_column.clone(), label: Some(a.columns.label_column.clone()) };
+    let Some(run) = predict::evaluate_file(cluster, &cfg, &a.csv, &cols, a.columns.skip_bad_rows)? else {
         return Ok(());
     };
     for line in output::evaluate_lines(&run) {

@@ -200,6 +200,21 @@ impl BertConfig {
         Some(pairs.into_iter().map(|(_, v)| v.clone()).collect())
     }
 
+    /// The names of a classifier's `classes` outputs: the recorded ones, else
+    /// `LABEL_i` as `transformers` names them. A count that disagrees with the
+    /// head is a usage error naming `path` (this config's file).
+    pub fn class_names(&self, classes: i64, path: &Path) -> Result<Vec<String>> {
+        let names = self.labels().unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
+        if names.len() as i64 != classes {
+            bail_usage!(
+                "{}: config.json names {} classes but the classifier has {classes}",
+                path.display(),
+                names.len()
+            );
+        }
+        Ok(names)
+    }
+
     /// The `config.json` of this model fine-tuned as a classifier over `labels`:
     /// what `transformers.AutoModelForSequenceClassification` reads.
     pub fn for_classification(&self, labels: &[String]) -> Value {

@@ -57,14 +57,7 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
             files.dir.display()
         ),
     };
-    let labels = config.labels().unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
-    if labels.len() as i64 != classes {
-        bail_usage!(
-            "{}: config.json names {} classes, the classifier has {classes}",
-            files.config.display(),
-            labels.len()
-        );
-    }
+    let labels = config.class_names(classes, &files.config)?;
     // Through our model, so whatever names the source used, the export has
     // Hugging Face's current ones, in float32.
     let (clf, _) = Classifier::build(&config, classes, tch::Device::Cpu, &tensors, from, true)?;

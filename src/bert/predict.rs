@@ -141,14 +141,7 @@ pub fn load_classifier(model: &str, max_len: Option<usize>, device: tch::Device)
             files.dir.display()
         ),
     };
-    let names = config.labels().unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
-    if names.len() as i64 != classes {
-        bail_usage!(
-            "{}: config.json names {} classes but the classifier has {classes}",
-            files.config.display(),
-            names.len()
-        );
-    }
+    let names = config.class_names(classes, &files.config)?;
     let max_len = max_len
         .or_else(|| trained.as_ref().and_then(|t| t["max_len"].as_u64()).map(|m| m as usize))
         .unwrap_or(128)
@@ -212,18 +205,25 @@ pub fn placement(cluster: &Cluster, cfg: &PredictConfig) -> Result<crate::device
     Ok(dev)
 }
 
+/// Runs `work` on every rank from a barrier to the device's synchronisation;
+/// returns the result all ranks agree on and the slowest rank's seconds.
+fn timed<T>(cluster: &Cluster, dev: &crate::device::Device, work: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    cluster.barrier();
+    let t0 = cluster.wtime();
+    let out = cluster.agree(work())?;
+    dev.synchronize();
+    Ok((out, cluster.max_f64(cluster.wtime() - t0)))
+}
+
 /// Predicts a class for each text; rank 0 gets the run, others `None`.
 pub fn predict(cluster: &Cluster, cfg: &PredictConfig, texts: Vec<String>) -> Result<Option<PredictRun>> {
     let dev = placement(cluster, cfg)?;
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let ids = loaded.tokenizer.encode(&refs)?;
-    cluster.barrier();
-    let t0 = cluster.wtime();
-    let logits =
-        cluster.agree(logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision))?;
-    dev.synchronize();
-    let seconds = cluster.max_f64(cluster.wtime() - t0);
+    let (logits, seconds) = timed(cluster, &dev, || {
+        logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
+    })?;
     if !cluster.is_root() {
         return Ok(None);
     }
@@ -292,12 +292,9 @@ pub fn evaluate_file(
     let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
     let texts: Vec<&str> = split.texts.iter().map(String::as_str).collect();
     let set = Encoded { ids: loaded.tokenizer.encode(&texts)?, labels: label_ids };
-    cluster.barrier();
-    let t0 = cluster.wtime();
-    let ev =
-        cluster.agree(evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision))?;
-    dev.synchronize();
-    let seconds = cluster.max_f64(cluster.wtime() - t0);
+    let (ev, seconds) = timed(cluster, &dev, || {
+        evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
+    })?;
     if !cluster.is_root() {
         return Ok(None);
     }
