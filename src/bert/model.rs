@@ -59,6 +59,12 @@ impl Linear {
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
         Ok(precision.cast(x).f_linear(&precision.cast(&self.ws), Some(&precision.cast(&self.bs)))?)
     }
+
+    /// The same layer with its weights already in `precision` (for inference:
+    /// cast once, not at every batch).
+    fn cast(&self, precision: Precision) -> Linear {
+        Linear { ws: precision.cast(&self.ws), bs: precision.cast(&self.bs) }
+    }
 }
 
 struct LayerNorm {
@@ -75,6 +81,10 @@ impl LayerNorm {
         let ws = ln.ws.unwrap_or_else(|| Tensor::ones([size], (Kind::Float, tch::Device::Cpu)));
         let bs = ln.bs.unwrap_or_else(|| Tensor::zeros([size], (Kind::Float, tch::Device::Cpu)));
         LayerNorm { ws, bs, eps, size }
+    }
+
+    fn shallow(&self) -> LayerNorm {
+        LayerNorm { ws: self.ws.shallow_clone(), bs: self.bs.shallow_clone(), eps: self.eps, size: self.size }
     }
 
     /// Always in float32, whatever the compute precision.
@@ -102,6 +112,17 @@ impl Embeddings {
             ln: LayerNorm::new(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps),
             pad_id: c.pad_id(),
             dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn shallow(&self) -> Embeddings {
+        Embeddings {
+            word: self.word.shallow_clone(),
+            position: self.position.shallow_clone(),
+            token_type: self.token_type.shallow_clone(),
+            ln: self.ln.shallow(),
+            pad_id: self.pad_id,
+            dropout: self.dropout,
         }
     }
 
@@ -155,6 +176,26 @@ impl Layer {
         }
     }
 
+    /// The layer with its matmul weights in `precision`, the rest shared.
+    fn cast(&self, precision: Precision) -> Layer {
+        Layer {
+            index: self.index,
+            query: self.query.cast(precision),
+            key: self.key.cast(precision),
+            value: self.value.cast(precision),
+            attn_out: self.attn_out.cast(precision),
+            attn_ln: self.attn_ln.shallow(),
+            intermediate: self.intermediate.cast(precision),
+            output: self.output.cast(precision),
+            out_ln: self.out_ln.shallow(),
+            heads: self.heads,
+            head_dim: self.head_dim,
+            act: self.act,
+            hidden_dropout: self.hidden_dropout,
+            attn_dropout: self.attn_dropout,
+        }
+    }
+
     /// `[batch, len, hidden]` -> `[batch, heads, len, head_dim]`.
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.size();
@@ -166,9 +207,12 @@ impl Layer {
     fn forward(&self, x: &Tensor, mask: &Masks, pass: &Pass, cls_only: bool) -> Result<Tensor> {
         let prec = pass.precision;
         let queries_from = if cls_only { x.f_narrow(1, 0, 1)? } else { x.shallow_clone() };
-        let q = self.split_heads(&self.query.forward(&queries_from, prec)?)?;
-        let k = self.split_heads(&self.key.forward(x, prec)?)?;
-        let v = self.split_heads(&self.value.forward(x, prec)?)?;
+        // Cast once for the three projections.
+        let xc = prec.cast(x);
+        let qc = if cls_only { xc.f_narrow(1, 0, 1)? } else { xc.shallow_clone() };
+        let q = self.split_heads(&self.query.forward(&qc, prec)?)?;
+        let k = self.split_heads(&self.key.forward(&xc, prec)?)?;
+        let v = self.split_heads(&self.value.forward(&xc, prec)?)?;
         let ctx = if pass.dropout.is_on() && self.attn_dropout > 0.0 {
             self.attention_with_dropout(&q, &k, &v, mask, pass, cls_only)?
         } else {
@@ -277,6 +321,26 @@ impl BertClassifier {
         }
     }
 
+    /// For inference in bf16: a copy whose matmul weights are cast once, so
+    /// batches do not cast them again (`None` in fp32, where there is nothing
+    /// to cast). Embeddings and LayerNorms are shared, in float32.
+    pub fn for_inference(&self, precision: Precision) -> Option<BertClassifier> {
+        if precision == Precision::Fp32 {
+            return None;
+        }
+        Some(BertClassifier {
+            bert: Encoder {
+                embeddings: self.bert.embeddings.shallow(),
+                layers: self.bert.layers.iter().map(|l| l.cast(precision)).collect(),
+                pooler: self.bert.pooler.cast(precision),
+            },
+            classifier: self.classifier.cast(precision),
+            head_dropout: self.head_dropout,
+            config: self.config.clone(),
+            num_labels: self.num_labels,
+        })
+    }
+
     /// The last layer's hidden states at every position `[batch, len, hidden]`
     /// (`BertModel`'s `last_hidden_state`).
     pub fn hidden_states(&self, batch: &Batch, pass: &Pass) -> Result<Tensor> {
@@ -312,4 +376,37 @@ pub fn loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 /// Summed cross-entropy (evaluation sums over ranks, then divides once).
 pub fn loss_sum(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"{"hidden_act":"gelu","hidden_size":32,"intermediate_size":64,"layer_norm_eps":1e-12,
+        "max_position_embeddings":64,"model_type":"bert","num_attention_heads":4,"num_hidden_layers":2,
+        "pad_token_id":0,"type_vocab_size":2,"vocab_size":100}"#;
+
+    #[test]
+    fn weights_cast_once_give_the_logits_of_casting_per_batch() {
+        tch::manual_seed(7);
+        let config = BertConfig::from_json(SMALL).unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = BertClassifier::new(&vs.root(), &config, 3);
+        assert!(model.for_inference(Precision::Fp32).is_none());
+        let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
+        let batch = Batch { mask: ids.ne(0), ids };
+        let _guard = tch::no_grad_guard();
+        let pass = Pass::eval(Precision::Bf16);
+        let per_batch = model.logits(&batch, &pass).unwrap();
+        let cast = model.for_inference(Precision::Bf16).unwrap();
+        let once = cast.logits(&batch, &pass).unwrap();
+        assert_eq!(per_batch.size(), vec![2, 3]);
+        assert_eq!(
+            Vec::<f32>::try_from(per_batch.flatten(0, -1)).unwrap(),
+            Vec::<f32>::try_from(once.flatten(0, -1)).unwrap()
+        );
+        // And bf16 stays close to fp32.
+        let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
+        assert!(fp32.f_sub(&once).unwrap().abs().max().double_value(&[]) < 0.05);
+    }
 }

@@ -61,10 +61,12 @@ pub fn evaluate(
     {
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(precision);
+        let cast = clf.model.for_inference(precision);
+        let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, max_len(clf)), cluster) {
             let batch = set.batch(&rows, pad_id, device)?;
             let labels = set.labels_of(&rows, device)?;
-            let logits = clf.model.logits(&batch, &pass)?;
+            let logits = model.logits(&batch, &pass)?;
             loss_sum += model::loss_sum(&logits, &labels)?.f_double_value(&[])?;
             let predicted: Vec<i64> = Vec::<i64>::try_from(logits.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?;
             for (r, p) in rows.iter().zip(predicted) {
@@ -97,9 +99,11 @@ pub fn logits(
     {
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(precision);
+        let cast = clf.model.for_inference(precision);
+        let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&lengths, batch_size, max_len(clf)), cluster) {
             let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;
-            let out = clf.model.logits(&batch, &pass)?.f_to_device(Device::Cpu)?;
+            let out = model.logits(&batch, &pass)?.f_to_device(Device::Cpu)?;
             let probs: Vec<f32> = Vec::<f32>::try_from(out.f_flatten(0, -1)?)?;
             for (k, r) in rows.iter().enumerate() {
                 flat[r * classes..(r + 1) * classes].copy_from_slice(&probs[k * classes..(k + 1) * classes]);
