@@ -62,6 +62,30 @@ pub struct Columns {
     pub label: Option<String>,
 }
 
+/// Line numbers of byte offsets, counted forward as records are read. (The
+/// csv crate's own count is one short after a CRLF line end, where a record's
+/// position is the `\n` of the previous line's end.)
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    /// The 1-based line of the first character at or after `offset` that is
+    /// not a line end. Offsets must not decrease between calls.
+    fn line_at(&mut self, bytes: &[u8], offset: usize) -> u64 {
+        let mut start = offset.min(bytes.len());
+        while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let from = self.offset.min(start);
+        self.newlines += bytes[from..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.offset = start;
+        self.newlines + 1
+    }
+}
+
 /// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
 /// counted in `skipped` instead of failing.
 pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
@@ -107,6 +131,7 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
     };
     let mut split = Split { name, path: path.to_path_buf(), ..Default::default() };
     let mut record = csv::ByteRecord::new();
+    let mut lines = LineCounter::default();
     loop {
         let line = rdr.position().line();
         let problem = match rdr.read_byte_record(&mut record) {
@@ -117,7 +142,7 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
                 _ => Err(format!("{e}")),
             },
         };
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        let line = record.position().map(|p| lines.line_at(&bytes, p.byte() as usize)).unwrap_or(line);
         match problem {
             Ok((text, label)) => {
                 split.texts.push(text);
@@ -432,6 +457,11 @@ mod tests {
         assert_eq!(s.texts, vec!["x, \"quoted\"\ny".to_string(), "plain".into()]);
         assert_eq!(s.labels, vec!["1".to_string(), "0".into()]);
         assert_eq!(s.lines, vec![2, 4]);
+        // Windows line ends (Python's csv module writes them) count the same.
+        let crlf = write(dir.path(), "crlf.csv", "label,titletext\r\n1,\"x\r\ny\"\r\n\r\n0,plain\r\n");
+        let c = read_csv(&crlf, &cols(), false).unwrap();
+        assert_eq!(c.texts, vec!["x\r\ny".to_string(), "plain".into()]);
+        assert_eq!(c.lines, vec![2, 5]);
         let labels = Labels::from_split(&s).unwrap();
         assert_eq!(labels.names, vec!["0", "1"]);
         assert_eq!(labels.ids(&s, "train.csv").unwrap(), vec![1, 0]);
