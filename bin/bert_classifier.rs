@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hpcml::bail_usage;
-use hpcml::bert::data::Columns;
+use hpcml::bert::data::{self, Columns};
 use hpcml::bert::export::{self, Which};
 use hpcml::bert::output::{self, Reporter};
 use hpcml::bert::predict::{self, PredictConfig};
@@ -105,12 +105,12 @@ struct TrainArgs {
 /// How `train` and `evaluate` read labelled CSV files.
 #[derive(Args, Debug, Clone)]
 struct LabelledCsvArgs {
-    /// The CSV column with the text.
-    #[arg(long, default_value = "titletext")]
-    text_column: String,
-    /// The CSV column with the class (integers or names).
-    #[arg(long, default_value = "label")]
-    label_column: String,
+    /// The CSV column with the text [default: titletext; evaluate: the one the model was trained on].
+    #[arg(long)]
+    text_column: Option<String>,
+    /// The CSV column with the class, integers or names [default: label; evaluate: as trained].
+    #[arg(long)]
+    label_column: Option<String>,
     /// Leave out rows that cannot be read (and say how many) instead of stopping.
     #[arg(long)]
     skip_bad_rows: bool,
@@ -143,9 +143,9 @@ struct PredictArgs {
     /// A CSV file with a header; classifies its --text-column.
     #[arg(long, value_name = "PATH")]
     csv: Option<PathBuf>,
-    /// The CSV column with the text.
-    #[arg(long, default_value = "titletext")]
-    text_column: String,
+    /// The CSV column with the text [default: the one the model was trained on, else titletext].
+    #[arg(long)]
+    text_column: Option<String>,
     /// Leave out CSV rows that cannot be read.
     #[arg(long)]
     skip_bad_rows: bool,
@@ -216,8 +216,8 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         lr: a.lr,
         max_len: a.max_len as usize,
         seed: a.seed,
-        text_column: a.csv.text_column,
-        label_column: a.csv.label_column,
+        text_column: a.csv.text_column.unwrap_or_else(|| data::DEFAULT_TEXT_COLUMN.to_string()),
+        label_column: a.csv.label_column.unwrap_or_else(|| data::DEFAULT_LABEL_COLUMN.to_string()),
         skip_bad_rows: a.csv.skip_bad_rows,
         resume: a.resume,
         eval_every: a.eval_every.map(|e| e as usize),
@@ -284,7 +284,8 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
         texts.extend(body.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
     }
     if let Some(csv) = &a.csv {
-        texts.extend(predict::texts_from_csv(csv, &a.text_column, a.skip_bad_rows)?);
+        let (text_column, _) = predict::columns_for(&a.model.model, a.text_column.clone(), None);
+        texts.extend(predict::texts_from_csv(csv, &text_column, a.skip_bad_rows)?);
     }
     if texts.is_empty() && a.file.is_none() && a.csv.is_none() {
         if std::io::stdin().is_terminal() {
@@ -302,7 +303,9 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
 
 fn run_evaluate(cluster: &Cluster, a: EvaluateArgs) -> anyhow::Result<()> {
     let cfg = predict_config(&a.model);
-    let cols = Columns { text: a.columns.text_column.clone(), label: Some(a.columns.label_column.clone()) };
+    let (text, label) =
+        predict::columns_for(&a.model.model, a.columns.text_column.clone(), a.columns.label_column.clone());
+    let cols = Columns { text, label: Some(label) };
     let Some(run) = predict::evaluate_file(cluster, &cfg, &a.csv, &cols, a.columns.skip_bad_rows)? else {
         return Ok(());
     };

@@ -41,13 +41,18 @@ const SPAM: [&str; 12] =
 
 /// Writes train/valid/test CSVs in the tutorial's layout with labels ham/spam.
 fn make_data(dir: &Path, train: usize, valid: usize, test: Option<usize>) {
+    make_data_with(dir, train, valid, test, "label,title,text,titletext");
+}
+
+/// [`make_data`] with other column names (label, title, text, text again).
+fn make_data_with(dir: &Path, train: usize, valid: usize, test: Option<usize>, header: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let mut seed = 1;
     let mut write = |name: &str, n: usize| {
         let ham = sentences(&HAM, n / 2, seed);
         let spam = sentences(&SPAM, n - n / 2, seed + 100);
         seed += 1;
-        let mut text = String::from("label,title,text,titletext\n");
+        let mut text = format!("{header}\n");
         for i in 0..n {
             let (label, t) = if i % 2 == 0 { ("ham", &ham[i / 2]) } else { ("spam", &spam[i / 2]) };
             text += &format!("{label},t{i},\"{t}\",\"{t}\"\n");
@@ -354,12 +359,15 @@ fn json_state_step(path: &Path) -> u64 {
 fn two_ranks_under_mpiexec_train_like_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    make_data(&data, 40, 16, None);
+    // Not the tutorial's column names: evaluate finds them in the model.
+    make_data_with(&data, 40, 16, None, "category,title,body,message");
     let d = data.to_str().unwrap();
+    let cols = ["--text-column", "message", "--label-column", "category"];
     let mut results = Vec::new();
     for ranks in [1, 2] {
         let out = dir.path().join(format!("out{ranks}"));
-        let a = args(&FAST, &["-s", d, "-o", out.to_str().unwrap(), "--epochs", "1", "--lr", "1e-4"]);
+        let base = args(&FAST, &["-s", d, "-o", out.to_str().unwrap(), "--epochs", "1", "--lr", "1e-4"]);
+        let a = args(&base, &cols);
         let r = mpirun(ranks, BIN, &a, 300).ok();
         assert_eq!(r.stdout.matches("Finished Training!").count(), 1, "rank 0 speaks once: {}", r.stdout);
         assert!(r.stdout.contains(&format!("{ranks} rank(s)")), "{}", r.stdout);
@@ -378,6 +386,10 @@ fn two_ranks_under_mpiexec_train_like_one() {
         }
     }
     assert_eq!(results[0]["test"]["confusion"], results[1]["test"]["confusion"]);
+    // The model remembers its columns; evaluate needs no column flags.
+    let (m, valid) = (dir.path().join("out2"), data.join("valid.csv"));
+    let r = mpirun(2, BIN, &["evaluate", "-m", m.to_str().unwrap(), "-d", "cpu", valid.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("Evaluated") && r.stdout.contains("(16 rows)"), "{}", r.stdout);
 }
 
 #[test]

@@ -86,6 +86,10 @@ impl LineCounter {
     }
 }
 
+/// The tutorial's columns (`TabularDataset` fields `label` and `titletext`).
+pub const DEFAULT_TEXT_COLUMN: &str = "titletext";
+pub const DEFAULT_LABEL_COLUMN: &str = "label";
+
 /// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
 /// counted in `skipped` instead of failing.
 pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {

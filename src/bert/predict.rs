@@ -159,13 +159,36 @@ pub fn load_classifier(model: &str, max_len: Option<usize>, device: tch::Device)
 fn trained_record(files: &ModelFiles) -> Option<serde_json::Value> {
     match &files.weights {
         hub::Weights::Safetensors(paths) if paths.len() == 1 => {
-            let bytes = std::fs::read(&paths[0]).ok()?;
-            let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
-            let text = meta.metadata().as_ref()?.get("hpcml")?.clone();
-            serde_json::from_str(&text).ok()
+            // Only the header: 8 bytes of length, then JSON with `__metadata__`.
+            use std::io::Read;
+            let mut f = std::fs::File::open(&paths[0]).ok()?;
+            let mut len = [0u8; 8];
+            f.read_exact(&mut len).ok()?;
+            let len = usize::try_from(u64::from_le_bytes(len)).ok().filter(|&n| n <= 100 << 20)?;
+            let mut header = vec![0u8; len];
+            f.read_exact(&mut header).ok()?;
+            let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+            serde_json::from_str(header.get("__metadata__")?.get("hpcml")?.as_str()?).ok()
         }
         _ => None,
     }
+}
+
+/// The CSV columns to read for `model`: those given, else the ones the model
+/// was trained on (recorded by `train`), else the tutorial's `titletext` and
+/// `label`. Only local models are looked at; a Hub name gets the defaults.
+pub fn columns_for(model: &str, text: Option<String>, label: Option<String>) -> (String, String) {
+    let trained = if text.is_some() && label.is_some() || !Path::new(model).is_dir() {
+        None
+    } else {
+        hub::resolve(Some(model)).ok().and_then(|files| trained_record(&files))
+    };
+    let recorded = |key: &str, default: &str| {
+        trained.as_ref().and_then(|r| r.get(key)?.as_str().map(str::to_string)).unwrap_or_else(|| default.to_string())
+    };
+    let text = text.unwrap_or_else(|| recorded("text_column", data::DEFAULT_TEXT_COLUMN));
+    let label = label.unwrap_or_else(|| recorded("label_column", data::DEFAULT_LABEL_COLUMN));
+    (text, label)
 }
 
 /// Settings of `predict` and `evaluate`.
