@@ -18,6 +18,9 @@ use mpi::traits::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod shared_sum;
+pub use shared_sum::SharedSum;
+
 /// rsmpi counts are C ints: buffers beyond this many elements go in pieces.
 const MAX_MPI_COUNT: usize = 1 << 30;
 
@@ -101,6 +104,17 @@ impl Cluster {
     /// Number of nodes in the job.
     pub fn nodes(&self) -> usize {
         self.nodes
+    }
+
+    /// A shared-memory sum over all ranks, when they all run on one node and
+    /// there are several (`HPCML_SHARED_SUM=0` turns it off, for comparison
+    /// with MPI_Allreduce). Collective.
+    pub fn shared_sum(&self) -> Option<SharedSum> {
+        let off = std::env::var("HPCML_SHARED_SUM").is_ok_and(|v| v.trim() == "0");
+        if self.size < 2 || self.nodes != 1 || off {
+            return None;
+        }
+        Some(SharedSum::new(self.world.split_shared(self.world.rank())))
     }
 
     pub fn host(&self) -> &str {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_one_line_error, exe, json, mpirun, run};
+use common::{assert_one_line_error, exe, json, mpirun, mpirun_with, run};
 use hpcml::train::checkpoint::read_safetensors;
 use tch::Tensor;
 
@@ -126,13 +126,16 @@ fn two_and_three_ranks_reach_the_parameters_of_one_rank() {
     let a: Vec<String> = args(one.path());
     run(BIN, &a.iter().map(String::as_str).collect::<Vec<_>>(), 120).ok();
     let base = tensors(one.path());
-    for ranks in [2, 3] {
+    // On one node gradients are summed in shared memory; HPCML_SHARED_SUM=0
+    // takes MPI_Allreduce, the path between nodes.
+    for (ranks, shared) in [(2, "1"), (3, "1"), (2, "0")] {
         let many = tempfile::tempdir().unwrap();
         let a = args(many.path());
-        let r = mpirun(ranks, BIN, &a.iter().map(String::as_str).collect::<Vec<_>>(), 180).ok();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let r = mpirun_with(ranks, BIN, &a, 180, None, &[("HPCML_SHARED_SUM", shared)]).ok();
         assert!(r.stdout.contains(&format!("Training on {ranks} ranks x 1 thread, cpu, fp32;")), "{}", r.stdout);
         let diff = max_rel_diff(&base, &tensors(many.path()));
-        assert!(diff < 1e-5, "{ranks} ranks differ from 1 rank by {diff} (relative)");
+        assert!(diff < 1e-5, "{ranks} ranks (shared sum {shared}) differ from 1 rank by {diff} (relative)");
         let (h1, hn) = (json(&one.path().join("metrics.json")), json(&many.path().join("metrics.json")));
         let loss = |h: &serde_json::Value| h["history"][1]["minibatch_loss"].as_f64().unwrap();
         assert!((loss(&h1) - loss(&hn)).abs() < 1e-4, "{} vs {}", loss(&h1), loss(&hn));

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 
 use super::params::Params;
-use crate::cluster::{share, Cluster};
+use crate::cluster::{share, Cluster, SharedSum};
 
 /// The rows of one parameter's gradient that may be non-zero on this rank
 /// (e.g. the vocabulary rows an embedding table looked up this step).
@@ -37,11 +37,15 @@ pub struct DataParallel<'c> {
     /// On a GPU, gradients are packed on the device first, so one
     /// device-to-host copy moves them all (and one copy brings them back).
     staging: Option<Tensor>,
+    /// With every rank on one node, `send` and `recv` are buffers in shared
+    /// memory and the sum is done there instead of by MPI_Allreduce.
+    shared: Option<SharedSum>,
 }
 
 impl<'c> DataParallel<'c> {
+    /// Collective: every rank creates its DataParallel at the same point.
     pub fn new(cluster: &'c Cluster) -> DataParallel<'c> {
-        DataParallel { cluster, send: None, recv: None, staging: None }
+        DataParallel { cluster, send: None, recv: None, staging: None, shared: cluster.shared_sum() }
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -62,7 +66,8 @@ impl<'c> DataParallel<'c> {
         let floats: Vec<Tensor> =
             params.tensors.iter().filter(|t| t.is_floating_point()).map(|t| t.shallow_clone()).collect();
         // A buffer of its own: the send buffer may hold the gradients.
-        let (buf, n) = self.pack(&mut None, &floats, 0)?;
+        let buf = host_buffer(&mut None, floats.iter().map(|t| t.numel()).sum())?;
+        let n = self.pack_into(&buf, &floats)?;
         // SAFETY: `buf` is a contiguous f32 CPU buffer only this function holds.
         self.cluster.broadcast_f32(unsafe { host_slice(&buf, n) });
         let _guard = tch::no_grad_guard();
@@ -142,9 +147,8 @@ impl<'c> DataParallel<'c> {
         let send = match self.send.as_ref().filter(|b| in_place && b.numel() == n + 1 && views_of(&grads, b)) {
             Some(b) => b.shallow_clone(),
             None => {
-                let mut slot = self.send.take();
-                let (send, _) = self.pack(&mut slot, &grads, 1)?;
-                self.send = slot;
+                let send = self.send_buffer(n + 1)?;
+                self.pack_into(&send, &grads)?;
                 if in_place {
                     point_into(&grads, &send)?;
                 }
@@ -168,6 +172,19 @@ impl<'c> DataParallel<'c> {
     fn exchange(&mut self, send: &Tensor, n: usize, weight: f64, stop: bool) -> Result<(Tensor, bool)> {
         if weight != 1.0 {
             let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
+        }
+        if let Some(shared) = self.shared.as_mut() {
+            if let Some(from) = shared.which(send) {
+                // SAFETY: `send` is this rank's shared buffer of at least n + 1
+                // values; no other rank touches it until `sum` is entered.
+                unsafe { host_slice(send, n + 1)[n] = if stop { 1.0 } else { 0.0 } };
+                shared.sum(from, n + 1)?;
+                let recv = shared.buffer(1 - from, n + 1)?;
+                // SAFETY: as above, for this rank's other buffer, summed into.
+                let any_stop = unsafe { host_slice(&recv, n + 1)[n] } > 0.0;
+                self.recv = Some(recv.shallow_clone());
+                return Ok((recv, any_stop));
+            }
         }
         let recv = host_buffer(&mut self.recv, n + 1)?;
         // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
@@ -200,6 +217,13 @@ impl<'c> DataParallel<'c> {
         let rows = self.union_rows(params, sparse)?;
         let _guard = tch::no_grad_guard();
         let grads: Vec<Tensor> = params.tensors.iter().map(|p| p.grad()).collect();
+        // Gradients a dense step left in the fused buffer get memory of their
+        // own first: packing and summing write both buffers.
+        if self.send.as_ref().is_some_and(|b| views_of(&grads, b)) {
+            let own = host_buffer(&mut None, grads.iter().map(|g| g.numel()).sum())?;
+            self.pack_into(&own, &grads)?;
+            point_into(&grads, &own)?;
+        }
         // Dense gradients are shallow clones (unpacking writes them in place);
         // sparse ones are copies of their rows, scattered back after.
         let pieces: Vec<Tensor> = grads
@@ -210,15 +234,9 @@ impl<'c> DataParallel<'c> {
                 None => Ok(g.shallow_clone()),
             })
             .collect::<Result<_, _>>()?;
-        // Gradients left pointing into the send buffer by a dense step keep
-        // that storage; packing gets a fresh buffer rather than read and write
-        // the same memory.
-        if self.send.as_ref().is_some_and(|b| views_of(&grads, b)) {
-            self.send = None;
-        }
-        let mut slot = self.send.take();
-        let (send, n) = self.pack(&mut slot, &pieces, 1)?;
-        self.send = slot;
+        let n: usize = pieces.iter().map(|t| t.numel()).sum();
+        let send = self.send_buffer(n + 1)?;
+        self.pack_into(&send, &pieces)?;
         let (recv, any_stop) = self.exchange(&send, n, weight, stop)?;
         self.unpack(&pieces, &recv).context("all-reducing gradients")?;
         for ((g, piece), r) in grads.iter().zip(&pieces).zip(&rows) {
@@ -265,14 +283,26 @@ impl<'c> DataParallel<'c> {
         self.cluster.sum_f64_slice(values);
     }
 
-    /// Copies `tensors`, flattened to f32 in order, into the host buffer kept in
-    /// `slot` (with `extra` free slots after them). Returns the buffer and the
-    /// number of values packed.
-    fn pack(&mut self, slot: &mut Option<Tensor>, tensors: &[Tensor], extra: usize) -> Result<(Tensor, usize)> {
+    /// The buffer gradients are packed into, `len` values: this rank's
+    /// shared-memory one on a single node, else a host buffer kept across steps.
+    fn send_buffer(&mut self, len: usize) -> Result<Tensor> {
+        match self.shared.as_mut() {
+            Some(shared) => {
+                let which = self.send.as_ref().and_then(|t| shared.which(t)).unwrap_or(0);
+                let t = shared.buffer(which, len)?;
+                self.send = Some(t.shallow_clone());
+                Ok(t)
+            }
+            None => host_buffer(&mut self.send, len),
+        }
+    }
+
+    /// Copies `tensors`, flattened to f32 in order, into the start of the host
+    /// buffer `send`. Returns the number of values packed.
+    fn pack_into(&mut self, send: &Tensor, tensors: &[Tensor]) -> Result<usize> {
         let n: usize = tensors.iter().map(|t| t.numel()).sum();
-        let send = host_buffer(slot, n + extra)?;
         if n == 0 {
-            return Ok((send, 0));
+            return Ok(0);
         }
         let flat: Vec<Tensor> = tensors
             .iter()
@@ -287,7 +317,7 @@ impl<'c> DataParallel<'c> {
             let _ = Tensor::f_cat_out(&staging, &flat, 0)?;
             body.shallow_clone().f_copy_(&staging)?;
         }
-        Ok((send, n))
+        Ok(n)
     }
 
     /// Copies consecutive slices of the host buffer `from` into `dsts` (each in

@@ -55,6 +55,11 @@ pub fn mpirun(ranks: usize, bin: &str, args: &[&str], secs: u64) -> Run {
 }
 
 pub fn mpirun_in(ranks: usize, bin: &str, args: &[&str], secs: u64, dir: Option<&Path>) -> Run {
+    mpirun_with(ranks, bin, args, secs, dir, &[])
+}
+
+/// [`mpirun_in`] with extra environment variables (mpiexec passes them on).
+pub fn mpirun_with(ranks: usize, bin: &str, args: &[&str], secs: u64, dir: Option<&Path>, env: &[(&str, &str)]) -> Run {
     let exe = exe(bin);
     let n = ranks.to_string();
     let mut full: Vec<&str> = vec!["-n", &n, exe.to_str().expect("utf-8 path")];
@@ -63,6 +68,7 @@ pub fn mpirun_in(ranks: usize, bin: &str, args: &[&str], secs: u64, dir: Option<
     if let Some(d) = dir {
         c.current_dir(d);
     }
+    c.envs(env.iter().copied());
     Run::from(c.output().expect("run mpiexec"))
 }
 
