@@ -18,9 +18,11 @@ use std::ffi::c_void;
 use std::ptr;
 
 use anyhow::{bail, Result};
+use mpi::collective::SystemOperation;
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
 use tch::{Device, Kind, Tensor};
 
 use super::share;
@@ -54,6 +56,21 @@ impl SharedSum {
         // Headroom, so buffers that vary a little (sparse rows) rarely regrow.
         let capacity = (len + len / 4).div_ceil(ALIGN) * ALIGN;
         let bytes = 2 * capacity * std::mem::size_of::<f32>();
+        // MPI maps the window from /dev/shm; where that is small (Docker's
+        // default is 64 MB) touching the pages would kill the job with SIGBUS.
+        // Every rank must reach the same answer, so they agree on it.
+        let need = (bytes * self.ranks) as u64;
+        let free = shm_free_bytes();
+        let fits = i32::from(free.map_or(true, |f| f >= need + need / 2 + (64 << 20)));
+        let mut all_fit = 0i32;
+        self.comm.all_reduce_into(&fits, &mut all_fit, SystemOperation::min());
+        if all_fit == 0 {
+            bail!(
+                "/dev/shm has {} MB free, too little for the shared-memory gradient sum's {} MB and headroom (with Docker: --shm-size=1g or --ipc=host)",
+                free.unwrap_or(0) >> 20,
+                need >> 20
+            );
+        }
         let mut base: *mut f32 = ptr::null_mut();
         let mut win: ffi::MPI_Win = unsafe { std::mem::zeroed() };
         // SAFETY: plain MPI calls on this struct's communicator; `base` and
@@ -156,5 +173,19 @@ impl SharedSum {
                 ffi::MPI_Win_sync(win);
             }
         }
+    }
+}
+
+/// Free bytes in /dev/shm, where MPI maps shared windows (`None`: no /dev/shm
+/// to ask, as on systems that map shared memory elsewhere).
+fn shm_free_bytes() -> Option<u64> {
+    let path = std::ffi::CString::new("/dev/shm").ok()?;
+    // SAFETY: statvfs fills the zeroed struct it is given from a valid C path.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        Some(st.f_bavail as u64 * st.f_frsize as u64)
     }
 }

@@ -286,15 +286,26 @@ impl<'c> DataParallel<'c> {
     /// The buffer gradients are packed into, `len` values: this rank's
     /// shared-memory one on a single node, else a host buffer kept across steps.
     fn send_buffer(&mut self, len: usize) -> Result<Tensor> {
-        match self.shared.as_mut() {
-            Some(shared) => {
-                let which = self.send.as_ref().and_then(|t| shared.which(t)).unwrap_or(0);
-                let t = shared.buffer(which, len)?;
-                self.send = Some(t.shallow_clone());
-                Ok(t)
+        if let Some(shared) = self.shared.as_mut() {
+            let which = self.send.as_ref().and_then(|t| shared.which(t)).unwrap_or(0);
+            match shared.buffer(which, len) {
+                Ok(t) => {
+                    self.send = Some(t.shallow_clone());
+                    return Ok(t);
+                }
+                Err(e) => {
+                    // All ranks got the same answer (they agree on the space);
+                    // MPI_Allreduce does the job from here on.
+                    if self.cluster.is_root() {
+                        eprintln!("note: {e:#}; summing gradients with MPI_Allreduce instead");
+                    }
+                    self.shared = None;
+                    self.send = None;
+                    self.recv = None;
+                }
             }
-            None => host_buffer(&mut self.send, len),
         }
+        host_buffer(&mut self.send, len)
     }
 
     /// Copies `tensors`, flattened to f32 in order, into the start of the host
