@@ -18,7 +18,10 @@ use mpi::traits::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+// Hands out its buffers as tensors: only with libtorch.
+#[cfg(feature = "torch")]
 mod shared_sum;
+#[cfg(feature = "torch")]
 pub use shared_sum::SharedSum;
 
 /// rsmpi counts are C ints: buffers beyond this many elements go in pieces.
@@ -109,6 +112,7 @@ impl Cluster {
     /// A shared-memory sum over all ranks, when they all run on one node and
     /// there are several (`HPCML_SHARED_SUM=0` turns it off, for comparison
     /// with MPI_Allreduce). Collective.
+    #[cfg(feature = "torch")]
     pub fn shared_sum(&self) -> Option<SharedSum> {
         let off = std::env::var("HPCML_SHARED_SUM").is_ok_and(|v| v.trim() == "0");
         if self.size < 2 || self.nodes != 1 || off {
