@@ -173,27 +173,29 @@ impl<'c> DataParallel<'c> {
         if weight != 1.0 {
             let _ = send.f_narrow(0, 0, n as i64)?.f_mul_scalar_(weight)?;
         }
-        if let Some(shared) = self.shared.as_mut() {
-            if let Some(from) = shared.which(send) {
-                // SAFETY: `send` is this rank's shared buffer of at least n + 1
-                // values; no other rank touches it until `sum` is entered.
-                unsafe { host_slice(send, n + 1)[n] = if stop { 1.0 } else { 0.0 } };
+        // SAFETY: `send` is this rank's contiguous f32 CPU buffer of at least
+        // n + 1 values; libtorch has no work queued on it.
+        unsafe { host_slice(send, n + 1)[n] = if stop { 1.0 } else { 0.0 } };
+        let from = self.shared.as_ref().and_then(|shared| shared.which(send));
+        let recv = match (self.shared.as_mut(), from) {
+            (Some(shared), Some(from)) => {
                 shared.sum(from, n + 1)?;
                 let recv = shared.buffer(1 - from, n + 1)?;
-                // SAFETY: as above, for this rank's other buffer, summed into.
-                let any_stop = unsafe { host_slice(&recv, n + 1)[n] } > 0.0;
                 self.recv = Some(recv.shallow_clone());
-                return Ok((recv, any_stop));
+                recv
             }
-        }
-        let recv = host_buffer(&mut self.recv, n + 1)?;
-        // SAFETY: `send` and `recv` are this struct's two distinct contiguous f32
-        // CPU buffers of at least n + 1 elements; libtorch has no work queued on
-        // them, and no gradient view into `send` is used while MPI reads it.
-        let (send_s, recv_s) = unsafe { (host_slice(send, n + 1), host_slice(&recv, n + 1)) };
-        send_s[n] = if stop { 1.0 } else { 0.0 };
-        self.cluster.sum_f32_into(send_s, recv_s);
-        let any_stop = recv_s[n] > 0.0;
+            _ => {
+                let recv = host_buffer(&mut self.recv, n + 1)?;
+                // SAFETY: `send` and `recv` are this struct's two distinct
+                // contiguous f32 CPU buffers of at least n + 1 elements; no
+                // gradient view into `send` is used while MPI reads it.
+                let (send_s, recv_s) = unsafe { (host_slice(send, n + 1), host_slice(&recv, n + 1)) };
+                self.cluster.sum_f32_into(send_s, recv_s);
+                recv
+            }
+        };
+        // SAFETY: `recv` holds the n + 1 summed values; nothing writes it now.
+        let any_stop = unsafe { host_slice(&recv, n + 1)[n] } > 0.0;
         Ok((recv, any_stop))
     }
 
