@@ -1,8 +1,9 @@
 //! hpcml: GPU- and MPI-ready machine-learning workloads for HPC clusters.
 //!
 //! Shared parts: [`cluster`] (the MPI world), [`device`] (CPU/GPU placement and
-//! threads), [`report`] (tables, JSON, plots, progress), [`cli`] (exit codes and
-//! the MPI-aware main). One folder per workload beside them.
+//! threads), [`host_memory`] (the C heap under libtorch's tensors), [`report`]
+//! (tables, JSON, plots, progress), [`cli`] (exit codes and the MPI-aware main).
+//! One folder per workload beside them.
 
 #[cfg(feature = "torch")]
 pub mod assets;
@@ -11,6 +12,7 @@ pub mod bert;
 pub mod cli;
 pub mod cluster;
 pub mod device;
+pub mod host_memory;
 #[cfg(feature = "torch")]
 pub mod matmul;
 #[cfg(feature = "torch")]
