@@ -17,6 +17,8 @@ pub mod host_memory;
 pub mod matmul;
 #[cfg(feature = "torch")]
 pub mod mnist;
+#[cfg(feature = "torch")]
+pub mod packed_linear;
 pub mod pi;
 pub mod report;
 #[cfg(feature = "torch")]

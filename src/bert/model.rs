@@ -19,6 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::config::{Activation, BertConfig};
 use super::dropout::{Dropout, Site};
+use crate::packed_linear::{self, Fused, PackedLinear};
 use crate::train::Precision;
 
 /// How a forward pass runs: compute precision and dropout (off for evaluation).
@@ -42,6 +43,8 @@ pub struct Batch {
 struct Linear {
     ws: Tensor,
     bs: Tensor,
+    /// For inference on the CPU: the same weights packed for oneDNN.
+    packed: Option<PackedLinear>,
 }
 
 impl Linear {
@@ -52,19 +55,52 @@ impl Linear {
             bias: true,
         };
         let l = nn::linear(p, input, output, cfg);
-        Linear { ws: l.ws, bs: l.bs.unwrap_or_else(|| Tensor::zeros([output], (Kind::Float, tch::Device::Cpu))) }
+        let bs = l.bs.unwrap_or_else(|| Tensor::zeros([output], (Kind::Float, tch::Device::Cpu)));
+        Linear { ws: l.ws, bs, packed: None }
     }
 
     /// `x W^T + b` with inputs in the compute precision; the result stays in it.
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        if let Some(p) = &self.packed {
+            return p.forward(&precision.cast(x), Fused::None);
+        }
+        if precision == Precision::Fp32 && packed_linear::trains(&self.ws) {
+            return packed_linear::linear(x, &self.ws, &self.bs);
+        }
         Ok(precision.cast(x).f_linear(&precision.cast(&self.ws), Some(&precision.cast(&self.bs)))?)
     }
 
-    /// The same layer with its weights already in `precision` (for inference:
-    /// cast once, not at every batch).
-    fn cast(&self, precision: Precision) -> Linear {
-        Linear { ws: precision.cast(&self.ws), bs: precision.cast(&self.bs) }
+    /// `act(x W^T + b)`, the activation fused into the product where the
+    /// weights are packed.
+    fn forward_act(&self, x: &Tensor, precision: Precision, act: Activation) -> Result<Tensor> {
+        let fused = match act {
+            Activation::Gelu => Some(Fused::Gelu),
+            Activation::GeluTanh => Some(Fused::GeluTanh),
+            Activation::Relu => Some(Fused::Relu),
+            Activation::Silu => None,
+        };
+        match (&self.packed, fused) {
+            (Some(p), Some(f)) => p.forward(&precision.cast(x), f),
+            _ => activate(&self.forward(x, precision)?, act),
+        }
     }
+
+    /// The same layer for inference: weights in `precision` once, not at every
+    /// batch, and packed for oneDNN on the CPU.
+    fn for_inference(&self, precision: Precision) -> Result<Linear> {
+        let (ws, bs) = (precision.cast(&self.ws), precision.cast(&self.bs));
+        let packed = PackedLinear::pack(&ws, &bs)?;
+        Ok(Linear { ws, bs, packed })
+    }
+}
+
+fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+    Ok(match act {
+        Activation::Gelu => x.f_gelu("none")?,
+        Activation::GeluTanh => x.f_gelu("tanh")?,
+        Activation::Relu => x.f_relu()?,
+        Activation::Silu => x.f_silu()?,
+    })
 }
 
 struct LayerNorm {
@@ -176,24 +212,24 @@ impl Layer {
         }
     }
 
-    /// The layer with its matmul weights in `precision`, the rest shared.
-    fn cast(&self, precision: Precision) -> Layer {
-        Layer {
+    /// The layer for inference (see [`Linear::for_inference`]), the rest shared.
+    fn for_inference(&self, precision: Precision) -> Result<Layer> {
+        Ok(Layer {
             index: self.index,
-            query: self.query.cast(precision),
-            key: self.key.cast(precision),
-            value: self.value.cast(precision),
-            attn_out: self.attn_out.cast(precision),
+            query: self.query.for_inference(precision)?,
+            key: self.key.for_inference(precision)?,
+            value: self.value.for_inference(precision)?,
+            attn_out: self.attn_out.for_inference(precision)?,
             attn_ln: self.attn_ln.shallow(),
-            intermediate: self.intermediate.cast(precision),
-            output: self.output.cast(precision),
+            intermediate: self.intermediate.for_inference(precision)?,
+            output: self.output.for_inference(precision)?,
             out_ln: self.out_ln.shallow(),
             heads: self.heads,
             head_dim: self.head_dim,
             act: self.act,
             hidden_dropout: self.hidden_dropout,
             attn_dropout: self.attn_dropout,
-        }
+        })
     }
 
     /// `[batch, len, hidden]` -> `[batch, heads, len, head_dim]`.
@@ -223,13 +259,7 @@ impl Layer {
         let a = self.attn_out.forward(&ctx, prec)?.f_to_kind(Kind::Float)?;
         let a = pass.dropout.apply(&a, self.hidden_dropout, Site::AttentionOutput(self.index))?;
         let a = self.attn_ln.forward(&a.f_add(&queries_from)?)?;
-        let i = self.intermediate.forward(&a, prec)?;
-        let i = match self.act {
-            Activation::Gelu => i.f_gelu("none")?,
-            Activation::GeluTanh => i.f_gelu("tanh")?,
-            Activation::Relu => i.f_relu()?,
-            Activation::Silu => i.f_silu()?,
-        };
+        let i = self.intermediate.forward_act(&a, prec, self.act)?;
         let o = self.output.forward(&i, prec)?.f_to_kind(Kind::Float)?;
         let o = pass.dropout.apply(&o, self.hidden_dropout, Site::FeedForwardOutput(self.index))?;
         self.out_ln.forward(&o.f_add(&a)?)
@@ -321,24 +351,27 @@ impl BertClassifier {
         }
     }
 
-    /// For inference in bf16: a copy whose matmul weights are cast once, so
-    /// batches do not cast them again (`None` in fp32, where there is nothing
-    /// to cast). Embeddings and LayerNorms are shared, in float32.
-    pub fn for_inference(&self, precision: Precision) -> Option<BertClassifier> {
-        if precision == Precision::Fp32 {
-            return None;
+    /// For inference: a copy whose matmul weights are cast to `precision`
+    /// once, so batches do not cast them again, and on the CPU packed for
+    /// oneDNN ([`crate::packed_linear`]). `None` in fp32 where there is
+    /// nothing to do (a GPU, or no oneDNN). Embeddings and LayerNorms are
+    /// shared, in float32.
+    pub fn for_inference(&self, precision: Precision) -> Result<Option<BertClassifier>> {
+        let cpu = self.classifier.ws.device() == tch::Device::Cpu;
+        if precision == Precision::Fp32 && !(cpu && packed_linear::available()) {
+            return Ok(None);
         }
-        Some(BertClassifier {
+        Ok(Some(BertClassifier {
             bert: Encoder {
                 embeddings: self.bert.embeddings.shallow(),
-                layers: self.bert.layers.iter().map(|l| l.cast(precision)).collect(),
-                pooler: self.bert.pooler.cast(precision),
+                layers: self.bert.layers.iter().map(|l| l.for_inference(precision)).collect::<Result<_>>()?,
+                pooler: self.bert.pooler.for_inference(precision)?,
             },
-            classifier: self.classifier.cast(precision),
+            classifier: self.classifier.for_inference(precision)?,
             head_dropout: self.head_dropout,
             config: self.config.clone(),
             num_labels: self.num_labels,
-        })
+        }))
     }
 
     /// The last layer's hidden states at every position `[batch, len, hidden]`
@@ -387,26 +420,32 @@ mod tests {
         "pad_token_id":0,"type_vocab_size":2,"vocab_size":100}"#;
 
     #[test]
-    fn weights_cast_once_give_the_logits_of_casting_per_batch() {
+    fn inference_copies_give_the_logits_of_the_model() {
         tch::manual_seed(7);
         let config = BertConfig::from_json(SMALL).unwrap();
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let model = BertClassifier::new(&vs.root(), &config, 3);
-        assert!(model.for_inference(Precision::Fp32).is_none());
         let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
         let batch = Batch { mask: ids.ne(0), ids };
         let _guard = tch::no_grad_guard();
+        let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);
+        let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
+        assert_eq!(fp32.size(), vec![2, 3]);
+        // fp32: packed for oneDNN where libtorch has it (nothing to do elsewhere).
+        match model.for_inference(Precision::Fp32).unwrap() {
+            Some(packed) => {
+                assert!(packed_linear::available());
+                let got = packed.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
+                assert!(max_diff(&fp32, &got) < 1e-5, "packed fp32 logits differ by {}", max_diff(&fp32, &got));
+            }
+            None => assert!(!packed_linear::available()),
+        }
+        // bf16: weights cast once give what casting at every batch gives, and
+        // stay close to fp32.
         let pass = Pass::eval(Precision::Bf16);
         let per_batch = model.logits(&batch, &pass).unwrap();
-        let cast = model.for_inference(Precision::Bf16).unwrap();
-        let once = cast.logits(&batch, &pass).unwrap();
-        assert_eq!(per_batch.size(), vec![2, 3]);
-        assert_eq!(
-            Vec::<f32>::try_from(per_batch.flatten(0, -1)).unwrap(),
-            Vec::<f32>::try_from(once.flatten(0, -1)).unwrap()
-        );
-        // And bf16 stays close to fp32.
-        let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
-        assert!(fp32.f_sub(&once).unwrap().abs().max().double_value(&[]) < 0.05);
+        let once = model.for_inference(Precision::Bf16).unwrap().unwrap().logits(&batch, &pass).unwrap();
+        assert!(max_diff(&per_batch, &once) < 1e-2, "bf16 cast once vs per batch: {}", max_diff(&per_batch, &once));
+        assert!(max_diff(&fp32, &once) < 0.05);
     }
 }

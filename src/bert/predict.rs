@@ -61,7 +61,7 @@ pub fn evaluate(
     {
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(precision);
-        let cast = clf.model.for_inference(precision);
+        let cast = clf.model.for_inference(precision)?;
         let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, max_len(clf)), cluster) {
             let batch = set.batch(&rows, pad_id, device)?;
@@ -99,7 +99,7 @@ pub fn logits(
     {
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(precision);
-        let cast = clf.model.for_inference(precision);
+        let cast = clf.model.for_inference(precision)?;
         let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&lengths, batch_size, max_len(clf)), cluster) {
             let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;

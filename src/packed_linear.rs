@@ -1,0 +1,252 @@
+//! Linear layers on the CPU through oneDNN with packed weights.
+//!
+//! libtorch's fp32 `linear` on the CPU is MKL's sgemm; oneDNN's inner product
+//! on a packed weight runs BERT's products 8-21% faster on this project's
+//! Zen 4 test machine, near the core's peak (`benches/python/onednn_linear.py`
+//! measures it; a whole evaluation gains 20-30%, training up to 10%).
+//! Inference reuses one set of weights for many batches, so [`PackedLinear`]
+//! packs them once. Training ([`linear`]) packs the weight at each step, which
+//! costs little beside the product, and has a backward of its own: the input's
+//! gradient on oneDNN too, the weight's on MKL (a product over every row of
+//! the batch, which MKL does better).
+//!
+//! The operators are libtorch's own (`mkldnn::_reorder_linear_weight`,
+//! `mkldnn::_linear_pointwise`, see csrc/onednn_linear.cpp). A libtorch built
+//! without oneDNN, or `HPCML_ONEDNN=0`, leaves every layer on `linear`.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::sync::OnceLock;
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn hpcml_onednn_linear_available() -> c_int;
+    fn hpcml_onednn_pack_linear_weight(
+        weight: *const C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn hpcml_onednn_linear_train(
+        x: *const C_tensor,
+        weight: *const C_tensor,
+        bias: *const C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn hpcml_onednn_linear(
+        x: *const C_tensor,
+        packed: *const C_tensor,
+        bias: *const C_tensor,
+        attr: *const c_char,
+        algorithm: *const c_char,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}
+
+/// An activation fused into the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fused {
+    None,
+    /// The exact erf GELU.
+    Gelu,
+    /// GELU's tanh approximation.
+    GeluTanh,
+    Relu,
+}
+
+impl Fused {
+    fn attr(self) -> (&'static CStr, &'static CStr) {
+        match self {
+            Fused::None => (c"none", c""),
+            Fused::Gelu => (c"gelu", c"none"),
+            Fused::GeluTanh => (c"gelu", c"tanh"),
+            Fused::Relu => (c"relu", c""),
+        }
+    }
+}
+
+/// Whether packed layers can be used here: libtorch has the operators and the
+/// user did not turn them off.
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var("HPCML_ONEDNN").is_ok_and(|v| v.trim() == "0") {
+            return false;
+        }
+        // SAFETY: looks two names up in libtorch's operator registry.
+        unsafe { hpcml_onednn_linear_available() == 1 }
+    })
+}
+
+/// Whether [`linear`] serves a layer with this weight: fp32 on the CPU.
+pub fn trains(weight: &Tensor) -> bool {
+    available() && weight.device() == Device::Cpu && weight.kind() == Kind::Float
+}
+
+/// `x W^T + b` over the last dimension of `x`, with autograd, for an fp32
+/// `[out, in]` weight and `[out]` bias on the CPU (see [`trains`]).
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    // SAFETY: all tensors are live for the call; on success `out` is a new
+    // tensor that `Tensor::from_ptr` takes ownership of.
+    unsafe {
+        let rc = hpcml_onednn_linear_train(
+            x.as_ptr(),
+            weight.as_ptr(),
+            bias.as_ptr(),
+            &mut out,
+            err.as_mut_ptr(),
+            err.len(),
+        );
+        if rc != 0 {
+            bail!("oneDNN linear: {}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
+        }
+        Ok(Tensor::from_ptr(out))
+    }
+}
+
+/// A `[out, in]` weight and its bias, packed for `x W^T + b`.
+pub struct PackedLinear {
+    packed: Tensor,
+    bias: Tensor,
+}
+
+impl PackedLinear {
+    /// Packs `weight` (`[out, in]`) with `bias` (`[out]`), both on the CPU in
+    /// the same floating kind; `None` where packed layers are unavailable
+    /// or the weight is elsewhere (a GPU).
+    pub fn pack(weight: &Tensor, bias: &Tensor) -> Result<Option<PackedLinear>> {
+        if !available() || weight.device() != Device::Cpu || !matches!(weight.kind(), Kind::Float | Kind::BFloat16) {
+            return Ok(None);
+        }
+        let weight = weight.f_detach()?.f_contiguous()?;
+        let mut out: *mut C_tensor = std::ptr::null_mut();
+        let mut err = [0 as c_char; 512];
+        // SAFETY: `weight` is a live tensor; on success `out` is a new tensor
+        // that `Tensor::from_ptr` takes ownership of.
+        let packed = unsafe {
+            if hpcml_onednn_pack_linear_weight(weight.as_ptr(), &mut out, err.as_mut_ptr(), err.len()) != 0 {
+                bail!("packing a linear weight for oneDNN: {}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
+            }
+            Tensor::from_ptr(out)
+        };
+        let bias = bias.f_detach()?.f_to_kind(weight.kind())?.f_contiguous()?;
+        Ok(Some(PackedLinear { packed, bias }))
+    }
+
+    /// `act(x W^T + b)` over the last dimension of `x` (in the weight's kind).
+    pub fn forward(&self, x: &Tensor, act: Fused) -> Result<Tensor> {
+        let (attr, algorithm) = act.attr();
+        let mut out: *mut C_tensor = std::ptr::null_mut();
+        let mut err = [0 as c_char; 512];
+        // SAFETY: all tensors are live for the call; on success `out` is a new
+        // tensor that `Tensor::from_ptr` takes ownership of.
+        unsafe {
+            let rc = hpcml_onednn_linear(
+                x.as_ptr(),
+                self.packed.as_ptr(),
+                self.bias.as_ptr(),
+                attr.as_ptr(),
+                algorithm.as_ptr(),
+                &mut out,
+                err.as_mut_ptr(),
+                err.len(),
+            );
+            if rc != 0 {
+                bail!("oneDNN linear: {}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
+            }
+            Ok(Tensor::from_ptr(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(x: &Tensor, w: &Tensor, b: &Tensor, act: Fused) -> Tensor {
+        let y = x.linear(w, Some(b));
+        match act {
+            Fused::None => y,
+            Fused::Gelu => y.gelu("none"),
+            Fused::GeluTanh => y.gelu("tanh"),
+            Fused::Relu => y.relu(),
+        }
+    }
+
+    #[test]
+    fn packed_layers_compute_what_linear_does() {
+        if !available() {
+            eprintln!("this libtorch has no oneDNN linear operators; nothing to compare");
+            return;
+        }
+        tch::manual_seed(7);
+        let w = Tensor::randn([48, 32], (Kind::Float, Device::Cpu)) * 0.1;
+        let b = Tensor::randn([48], (Kind::Float, Device::Cpu));
+        let layer = PackedLinear::pack(&w, &b).unwrap().unwrap();
+        // 3-d input and a non-contiguous slice of it, as BERT's [CLS] rows are.
+        let x = Tensor::randn([4, 9, 32], (Kind::Float, Device::Cpu));
+        let cls = x.narrow(1, 0, 1);
+        for act in [Fused::None, Fused::Gelu, Fused::GeluTanh, Fused::Relu] {
+            for input in [&x, &cls] {
+                let got = layer.forward(input, act).unwrap();
+                let want = reference(input, &w, &b, act);
+                assert_eq!(got.size(), want.size());
+                let diff = (&got - &want).abs().max().double_value(&[]);
+                assert!(diff < 1e-5, "{act:?}: packed and linear differ by {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn training_layers_give_linear_s_values_and_gradients() {
+        if !available() {
+            return;
+        }
+        tch::manual_seed(11);
+        let opts = (Kind::Float, Device::Cpu);
+        let w = (Tensor::randn([24, 16], opts) * 0.1).set_requires_grad(true);
+        let b = Tensor::randn([24], opts).set_requires_grad(true);
+        let x = Tensor::randn([3, 5, 16], opts).set_requires_grad(true);
+        let upstream = Tensor::randn([3, 5, 24], opts);
+        let grads = |y: Tensor| -> Vec<Tensor> {
+            let loss = (y * &upstream).sum(Kind::Float);
+            Tensor::run_backward(&[loss], &[&x, &w, &b], false, false)
+        };
+        let ours = linear(&x, &w, &b).unwrap();
+        let theirs = x.linear(&w, Some(&b));
+        let diff = (&ours - &theirs).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "values differ by {diff}");
+        for (name, (a, e)) in ["x", "weight", "bias"].iter().zip(grads(ours).iter().zip(&grads(theirs))) {
+            let diff = (a - e).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "the gradient of {name} differs by {diff}");
+        }
+        // The [CLS] rows alone (a non-contiguous slice) train too.
+        let cls = x.narrow(1, 0, 1);
+        let g = Tensor::run_backward(&[linear(&cls, &w, &b).unwrap().sum(Kind::Float)], &[&x], false, false);
+        let e = Tensor::run_backward(&[cls.linear(&w, Some(&b)).sum(Kind::Float)], &[&x], false, false);
+        assert!((&g[0] - &e[0]).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn a_mismatched_input_is_an_error_not_a_crash() {
+        if !available() {
+            return;
+        }
+        let w = Tensor::ones([8, 4], (Kind::Float, Device::Cpu));
+        let layer = PackedLinear::pack(&w, &Tensor::zeros([8], (Kind::Float, Device::Cpu))).unwrap().unwrap();
+        let bad = Tensor::ones([2, 5], (Kind::Float, Device::Cpu));
+        let err = layer.forward(&bad, Fused::None).unwrap_err();
+        assert!(err.to_string().starts_with("oneDNN linear:"), "{err}");
+        let err = linear(&bad, &w, &Tensor::zeros([8], (Kind::Float, Device::Cpu))).unwrap_err();
+        assert!(err.to_string().starts_with("oneDNN linear:"), "{err}");
+    }
+}
