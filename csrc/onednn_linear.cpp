@@ -102,6 +102,9 @@ int hpcml_onednn_pack_linear_weight(const at::Tensor* weight, at::Tensor** out, 
   try {
     *out = new at::Tensor(pack(*weight));
     return 0;
+  } catch (const c10::Error& e) {
+    set_error(err, err_len, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     set_error(err, err_len, e.what());
     return 1;
@@ -118,6 +121,9 @@ int hpcml_onednn_linear(const at::Tensor* x, const at::Tensor* packed, const at:
     std::optional<at::Tensor> b = bias == nullptr ? std::nullopt : std::optional<at::Tensor>(*bias);
     *out = new at::Tensor(pointwise(*x, *packed, b, attr, algorithm));
     return 0;
+  } catch (const c10::Error& e) {
+    set_error(err, err_len, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     set_error(err, err_len, e.what());
     return 1;
@@ -131,6 +137,9 @@ int hpcml_onednn_linear_train(const at::Tensor* x, const at::Tensor* weight, con
   try {
     *out = new at::Tensor(TrainLinear::apply(*x, *weight, *bias));
     return 0;
+  } catch (const c10::Error& e) {
+    set_error(err, err_len, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     set_error(err, err_len, e.what());
     return 1;

@@ -93,24 +93,26 @@ pub fn trains(weight: &Tensor) -> bool {
 /// `x W^T + b` over the last dimension of `x`, with autograd, for an fp32
 /// `[out, in]` weight and `[out]` bias on the CPU (see [`trains`]).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    new_tensor("oneDNN linear", |out, err, len| {
+        // SAFETY: all tensors are live for the call.
+        unsafe { hpcml_onednn_linear_train(x.as_ptr(), weight.as_ptr(), bias.as_ptr(), out, err, len) }
+    })
+}
+
+/// Runs one call into csrc/onednn_linear.cpp, which writes a new tensor into
+/// its `out` argument, or else a message into its `err` buffer; `what`
+/// starts the error.
+fn new_tensor(what: &str, call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
     let mut out: *mut C_tensor = std::ptr::null_mut();
     let mut err = [0 as c_char; 512];
-    // SAFETY: all tensors are live for the call; on success `out` is a new
-    // tensor that `Tensor::from_ptr` takes ownership of.
-    unsafe {
-        let rc = hpcml_onednn_linear_train(
-            x.as_ptr(),
-            weight.as_ptr(),
-            bias.as_ptr(),
-            &mut out,
-            err.as_mut_ptr(),
-            err.len(),
-        );
-        if rc != 0 {
-            bail!("oneDNN linear: {}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
-        }
-        Ok(Tensor::from_ptr(out))
+    if call(&mut out, err.as_mut_ptr(), err.len()) != 0 || out.is_null() {
+        // SAFETY: `err` was zeroed and the shim writes at most len - 1 bytes,
+        // so it holds a NUL-terminated string.
+        let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+        bail!("{what}: {msg}");
     }
+    // SAFETY: on success `out` is a new tensor whose ownership passes to us.
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// A `[out, in]` weight and its bias, packed for `x W^T + b`.
@@ -128,16 +130,10 @@ impl PackedLinear {
             return Ok(None);
         }
         let weight = weight.f_detach()?.f_contiguous()?;
-        let mut out: *mut C_tensor = std::ptr::null_mut();
-        let mut err = [0 as c_char; 512];
-        // SAFETY: `weight` is a live tensor; on success `out` is a new tensor
-        // that `Tensor::from_ptr` takes ownership of.
-        let packed = unsafe {
-            if hpcml_onednn_pack_linear_weight(weight.as_ptr(), &mut out, err.as_mut_ptr(), err.len()) != 0 {
-                bail!("packing a linear weight for oneDNN: {}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
-            }
-            Tensor::from_ptr(out)
-        };
+        let packed = new_tensor("packing a linear weight for oneDNN", |out, err, len| {
+            // SAFETY: `weight` is live for the call.
+            unsafe { hpcml_onednn_pack_linear_weight(weight.as_ptr(), out, err, len) }
+        })?;
         let bias = bias.f_detach()?.f_to_kind(weight.kind())?.f_contiguous()?;
         Ok(Some(PackedLinear { packed, bias }))
     }
@@ -145,26 +141,21 @@ impl PackedLinear {
     /// `act(x W^T + b)` over the last dimension of `x` (in the weight's kind).
     pub fn forward(&self, x: &Tensor, act: Fused) -> Result<Tensor> {
         let (attr, algorithm) = act.attr();
-        let mut out: *mut C_tensor = std::ptr::null_mut();
-        let mut err = [0 as c_char; 512];
-        // SAFETY: all tensors are live for the call; on success `out` is a new
-        // tensor that `Tensor::from_ptr` takes ownership of.
-        unsafe {
-            let rc = hpcml_onednn_linear(
-                x.as_ptr(),
-                self.packed.as_ptr(),
-                self.bias.as_ptr(),
-                attr.as_ptr(),
-                algorithm.as_ptr(),
-                &mut out,
-                err.as_mut_ptr(),
-                err.len(),
-            );
-            if rc != 0 {
-                bail!("oneDNN linear: {}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
+        new_tensor("oneDNN linear", |out, err, len| {
+            // SAFETY: all tensors and strings are live for the call.
+            unsafe {
+                hpcml_onednn_linear(
+                    x.as_ptr(),
+                    self.packed.as_ptr(),
+                    self.bias.as_ptr(),
+                    attr.as_ptr(),
+                    algorithm.as_ptr(),
+                    out,
+                    err,
+                    len,
+                )
             }
-            Ok(Tensor::from_ptr(out))
-        }
+        })
     }
 }
 
@@ -246,6 +237,8 @@ mod tests {
         let bad = Tensor::ones([2, 5], (Kind::Float, Device::Cpu));
         let err = layer.forward(&bad, Fused::None).unwrap_err();
         assert!(err.to_string().starts_with("oneDNN linear:"), "{err}");
+        // C++ backtraces stay out of the message.
+        assert!(!err.to_string().contains("Exception raised from"), "{err}");
         let err = linear(&bad, &w, &Tensor::zeros([8], (Kind::Float, Device::Cpu))).unwrap_err();
         assert!(err.to_string().starts_with("oneDNN linear:"), "{err}");
     }
