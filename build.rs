@@ -24,15 +24,15 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
-    compile_onednn_linear();
+    compile_packed_linear();
 }
 
-// csrc/onednn_linear.cpp reaches two libtorch operators tch does not wrap; it
+// src/bert/packed_linear.cpp reaches two libtorch operators tch does not wrap; it
 // is compiled against the headers of the libtorch torch-sys found (its
 // `include` beside `lib`), with the C++ ABI torch-sys uses (1 unless
 // LIBTORCH_CXX11_ABI says otherwise).
-fn compile_onednn_linear() {
-    println!("cargo:rerun-if-changed=csrc/onednn_linear.cpp");
+fn compile_packed_linear() {
+    println!("cargo:rerun-if-changed=src/bert/packed_linear.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
@@ -47,6 +47,6 @@ fn compile_onednn_linear() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("csrc/onednn_linear.cpp")
-        .compile("hpcml_onednn_linear");
+        .file("src/bert/packed_linear.cpp")
+        .compile("hpcml_packed_linear");
 }

@@ -1,10 +1,13 @@
 //! Where work runs: `cpu`, `cuda`, `cuda:N` or `auto`; which GPU a rank takes on a
-//! multi-GPU node; how many CPU threads each rank may use; what the hardware is.
+//! multi-GPU node; how many CPU threads each rank may use; what the hardware is;
+//! how the host's heap serves tensors ([`host_memory`]).
 
 use std::fmt;
 use std::str::FromStr;
 
 use anyhow::Result;
+
+pub mod host_memory;
 
 use crate::bail_usage;
 

@@ -1,7 +1,7 @@
 //! hpcml: GPU- and MPI-ready machine-learning workloads for HPC clusters.
 //!
 //! Shared parts: [`cluster`] (the MPI world), [`device`] (CPU/GPU placement and
-//! threads), [`host_memory`] (the C heap under libtorch's tensors), [`report`]
+//! threads), [`report`]
 //! (tables, JSON, plots, progress), [`cli`] (exit codes and the MPI-aware main).
 //! One folder per workload beside them.
 
@@ -12,13 +12,10 @@ pub mod bert;
 pub mod cli;
 pub mod cluster;
 pub mod device;
-pub mod host_memory;
 #[cfg(feature = "torch")]
 pub mod matmul;
 #[cfg(feature = "torch")]
 pub mod mnist;
-#[cfg(feature = "torch")]
-pub mod packed_linear;
 pub mod pi;
 pub mod report;
 #[cfg(feature = "torch")]

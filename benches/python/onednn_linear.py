@@ -1,6 +1,6 @@
 """fp32 linear layers on the CPU: libtorch's `linear` (MKL sgemm) against
 oneDNN's inner product on a packed weight, the two operators
-src/packed_linear.rs calls (mkldnn::_reorder_linear_weight,
+src/bert/packed_linear.rs calls (mkldnn::_reorder_linear_weight,
 mkldnn::_linear_pointwise). Shapes are BERT's: a batch of 16 texts of 128
 tokens (2,048 rows) through MiniLM's (384, 1536) and bert-base's (768, 3072)
 projections. Prints GFLOP/s per row, best of REPEATS timings:

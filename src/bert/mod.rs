@@ -6,7 +6,8 @@
 //! (counter-based masks), [`weights`] (checkpoint names and loading),
 //! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
 //! downloads), [`data`] (CSV files, labels, length-bucketed batches),
-//! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes).
+//! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes),
+//! [`packed_linear`] (linear layers on oneDNN with packed weights).
 
 pub mod config;
 pub mod data;
@@ -15,6 +16,7 @@ pub mod export;
 pub mod hub;
 pub mod model;
 pub mod output;
+pub mod packed_linear;
 pub mod predict;
 pub mod tokenize;
 pub mod train;

@@ -19,7 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::config::{Activation, BertConfig};
 use super::dropout::{Dropout, Site};
-use crate::packed_linear::{self, Fused, PackedLinear};
+use super::packed_linear::{self, Fused, PackedLinear};
 use crate::train::Precision;
 
 /// How a forward pass runs: compute precision and dropout (off for evaluation).
@@ -353,7 +353,7 @@ impl BertClassifier {
 
     /// For inference: a copy whose matmul weights are cast to `precision`
     /// once, so batches do not cast them again, and on the CPU packed for
-    /// oneDNN ([`crate::packed_linear`]). `None` in fp32 where there is
+    /// oneDNN ([`super::packed_linear`]). `None` in fp32 where there is
     /// nothing to do (a GPU, or no oneDNN). Embeddings and LayerNorms are
     /// shared, in float32.
     pub fn for_inference(&self, precision: Precision) -> Result<Option<BertClassifier>> {

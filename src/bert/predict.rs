@@ -229,7 +229,7 @@ pub struct PredictRun {
 pub fn placement(cluster: &Cluster, cfg: &PredictConfig) -> Result<crate::device::Device> {
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
     device::apply_threads(cfg.threads, cluster.local_size());
-    crate::host_memory::keep_freed_memory();
+    device::host_memory::keep_freed_memory();
     Ok(dev)
 }
 

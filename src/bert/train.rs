@@ -222,7 +222,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let signal = StopSignal::install()?;
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
     let threads = device::apply_threads(cfg.threads, cluster.local_size());
-    crate::host_memory::keep_freed_memory();
+    device::host_memory::keep_freed_memory();
     let out = &cfg.output;
 
     // Rank 0 resolves the model (downloading it if need be), the others use

@@ -72,7 +72,7 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
     let stop = StopSignal::install()?;
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
     let threads = device::apply_threads(cfg.threads, cluster.local_size());
-    crate::host_memory::keep_freed_memory();
+    device::host_memory::keep_freed_memory();
     if cfg.batch_size < cluster.size() {
         let e = usage(format!(
             "--batch-size {} is smaller than the {} ranks: every rank needs at least one example of each batch",

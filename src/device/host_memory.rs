@@ -5,9 +5,8 @@
 //! fresh `mmap` and unmaps them again on `free`. A training step allocates and
 //! frees the same activations every time, so the kernel maps and zeroes the
 //! same tens of megabytes step after step: in a BERT fine-tune that was 8-10%
-//! of the CPU time (`perf`: `clear_page_erms`), and sharing the page faults
-//! cost as much again. Keeping freed memory in the heap lets the next step
-//! reuse it. The price is that the process holds on to its peak heap until it
+//! of the CPU time (`perf`: `clear_page_erms`). Keeping freed memory in the
+//! heap lets the next step reuse it. The price is that the process holds on to its peak heap until it
 //! exits, as PyTorch's GPU caching allocator does with device memory.
 //!
 //! `HPCML_HEAP_CACHE=0`, or malloc settings of the user's own in

@@ -11,7 +11,7 @@
 //! the batch, which MKL does better).
 //!
 //! The operators are libtorch's own (`mkldnn::_reorder_linear_weight`,
-//! `mkldnn::_linear_pointwise`, see csrc/onednn_linear.cpp). A libtorch built
+//! `mkldnn::_linear_pointwise`, see packed_linear.cpp beside this file). A libtorch built
 //! without oneDNN, or `HPCML_ONEDNN=0`, leaves every layer on `linear`.
 
 use std::ffi::{c_char, c_int, CStr};
@@ -99,7 +99,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     })
 }
 
-/// Runs one call into csrc/onednn_linear.cpp, which writes a new tensor into
+/// Runs one call into packed_linear.cpp, which writes a new tensor into
 /// its `out` argument, or else a message into its `err` buffer; `what`
 /// starts the error.
 fn new_tensor(what: &str, call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
