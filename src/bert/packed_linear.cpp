@@ -58,6 +58,21 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& packed, const std::o
   return stack.at(0).toTensor();
 }
 
+// Runs `make`, which returns a new tensor, into `*out`: 0, or 1 with the
+// exception's message (without C++ backtrace) in `err`.
+template <typename Make>
+int new_tensor(at::Tensor** out, char* err, size_t err_len, Make make) {
+  try {
+    *out = new at::Tensor(make());
+    return 0;
+  } catch (const c10::Error& e) {
+    set_error(err, err_len, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    set_error(err, err_len, e.what());
+  }
+  return 1;
+}
+
 struct TrainLinear : public torch::autograd::Function<TrainLinear> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
                             const at::Tensor& b) {
@@ -99,16 +114,7 @@ int hpcml_onednn_linear_available() {
 // `weight` [out, in] (fp32 or bf16, CPU) packed in oneDNN's layout for any
 // number of rows; a new tensor in `*out`. 0 on success.
 int hpcml_onednn_pack_linear_weight(const at::Tensor* weight, at::Tensor** out, char* err, size_t err_len) {
-  try {
-    *out = new at::Tensor(pack(*weight));
-    return 0;
-  } catch (const c10::Error& e) {
-    set_error(err, err_len, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    set_error(err, err_len, e.what());
-    return 1;
-  }
+  return new_tensor(out, err, err_len, [&] { return pack(*weight); });
 }
 
 // `x W^T + b` over the last dimension of `x`, with `packed` from
@@ -117,33 +123,17 @@ int hpcml_onednn_pack_linear_weight(const at::Tensor* weight, at::Tensor** out, 
 // "tanh" for gelu, else ""). No autograd. A new tensor in `*out`. 0 on success.
 int hpcml_onednn_linear(const at::Tensor* x, const at::Tensor* packed, const at::Tensor* bias, const char* attr,
                         const char* algorithm, at::Tensor** out, char* err, size_t err_len) {
-  try {
+  return new_tensor(out, err, err_len, [&] {
     std::optional<at::Tensor> b = bias == nullptr ? std::nullopt : std::optional<at::Tensor>(*bias);
-    *out = new at::Tensor(pointwise(*x, *packed, b, attr, algorithm));
-    return 0;
-  } catch (const c10::Error& e) {
-    set_error(err, err_len, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    set_error(err, err_len, e.what());
-    return 1;
-  }
+    return pointwise(*x, *packed, b, attr, algorithm);
+  });
 }
 
 // `x W^T + b` with autograd (fp32 weight `[out, in]` and bias `[out]` on the
 // CPU), the weight packed anew at each call. A new tensor in `*out`. 0 on success.
 int hpcml_onednn_linear_train(const at::Tensor* x, const at::Tensor* weight, const at::Tensor* bias, at::Tensor** out,
                               char* err, size_t err_len) {
-  try {
-    *out = new at::Tensor(TrainLinear::apply(*x, *weight, *bias));
-    return 0;
-  } catch (const c10::Error& e) {
-    set_error(err, err_len, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    set_error(err, err_len, e.what());
-    return 1;
-  }
+  return new_tensor(out, err, err_len, [&] { return TrainLinear::apply(*x, *weight, *bias); });
 }
 
 }  // extern "C"
