@@ -6,8 +6,11 @@
 //! frees the same activations every time, so the kernel maps and zeroes the
 //! same tens of megabytes step after step: in a BERT fine-tune that was 8-10%
 //! of the CPU time (`perf`: `clear_page_erms`). Keeping freed memory in the
-//! heap lets the next step reuse it. The price is that the process holds on to its peak heap until it
-//! exits, as PyTorch's GPU caching allocator does with device memory.
+//! heap lets the next step reuse it. The price is that the process holds on to
+//! its peak heap until it exits, as PyTorch's GPU caching allocator does with
+//! device memory: for a MiniLM fine-tune, 1.57 GB of peak memory against 1.45
+//! GB, the same after 1 epoch or 4 (the heap does not creep with the batches'
+//! varying lengths).
 //!
 //! `HPCML_HEAP_CACHE=0`, or malloc settings of the user's own in
 //! `GLIBC_TUNABLES`, leave glibc's defaults alone.
