@@ -3,7 +3,7 @@
 //! libtorch's fp32 `linear` on the CPU is MKL's sgemm; oneDNN's inner product
 //! on a packed weight runs BERT's products 8-21% faster on this project's
 //! Zen 4 test machine, near the core's peak (`benches/python/onednn_linear.py`
-//! measures it; a whole evaluation gains 20-30%, training up to 10%).
+//! measures it; a whole evaluation gains 13-43%, training 0-12%).
 //! Inference reuses one set of weights for many batches, so [`PackedLinear`]
 //! packs them once. Training ([`linear`]) packs the weight at each step, which
 //! costs little beside the product, and has a backward of its own: the input's
