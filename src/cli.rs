@@ -172,6 +172,12 @@ fn install_panic_hook(prog: &str, cluster: &Cluster) {
     }));
 }
 
+/// Whether the environment switches a default measure off with `NAME=0`
+/// (`HPCML_SHARED_SUM`, `HPCML_HEAP_CACHE`, `HPCML_ONEDNN`: for comparisons).
+pub fn switched_off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.trim() == "0")
+}
+
 /// Parses a count the way people write them: `10000000`, `10_000_000`, `10,000,000`,
 /// `1e9`, `2.5e9`. Must be a whole number in 1..=u64::MAX.
 pub fn parse_count(what: &str, text: &str) -> Result<u64, String> {

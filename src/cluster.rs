@@ -114,7 +114,7 @@ impl Cluster {
     /// with MPI_Allreduce). Collective.
     #[cfg(feature = "torch")]
     pub fn shared_sum(&self) -> Option<SharedSum> {
-        let off = std::env::var("HPCML_SHARED_SUM").is_ok_and(|v| v.trim() == "0");
+        let off = crate::cli::switched_off("HPCML_SHARED_SUM");
         if self.size < 2 || self.nodes != 1 || off {
             return None;
         }

@@ -1,9 +1,8 @@
 //! hpcml: GPU- and MPI-ready machine-learning workloads for HPC clusters.
 //!
 //! Shared parts: [`cluster`] (the MPI world), [`device`] (CPU/GPU placement and
-//! threads), [`report`]
-//! (tables, JSON, plots, progress), [`cli`] (exit codes and the MPI-aware main).
-//! One folder per workload beside them.
+//! threads), [`report`] (tables, JSON, plots, progress), [`cli`] (exit codes and
+//! the MPI-aware main). One folder per workload beside them.
 
 #[cfg(feature = "torch")]
 pub mod assets;

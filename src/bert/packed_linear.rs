@@ -77,7 +77,7 @@ impl Fused {
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        if std::env::var("HPCML_ONEDNN").is_ok_and(|v| v.trim() == "0") {
+        if crate::cli::switched_off("HPCML_ONEDNN") {
             return false;
         }
         // SAFETY: looks two names up in libtorch's operator registry.

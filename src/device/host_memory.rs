@@ -19,7 +19,7 @@
 /// Returns whether the setting was made (not on other C libraries, nor when
 /// the user opted out).
 pub fn keep_freed_memory() -> bool {
-    if std::env::var("HPCML_HEAP_CACHE").is_ok_and(|v| v.trim() == "0")
+    if crate::cli::switched_off("HPCML_HEAP_CACHE")
         || std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains("glibc.malloc."))
     {
         return false;
