@@ -159,7 +159,11 @@ struct EvaluateArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// The labelled CSV file.
-    csv: PathBuf,
+    #[arg(value_name = "CSV", required_unless_present = "csv_flag")]
+    csv: Option<PathBuf>,
+    /// The labelled CSV file, named as predict names it.
+    #[arg(long = "csv", value_name = "PATH", conflicts_with = "csv")]
+    csv_flag: Option<PathBuf>,
     #[command(flatten)]
     columns: LabelledCsvArgs,
     /// Write the report, confusion_matrix.png and evaluation.json into this folder.
@@ -302,11 +306,14 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
 }
 
 fn run_evaluate(cluster: &Cluster, a: EvaluateArgs) -> anyhow::Result<()> {
+    let Some(csv) = a.csv.as_ref().or(a.csv_flag.as_ref()) else {
+        bail_usage!("evaluate needs a labelled CSV: bert-classifier evaluate -m MODEL FILE.csv");
+    };
     let cfg = predict_config(&a.model);
     let (text, label) =
         predict::columns_for(&a.model.model, a.columns.text_column.clone(), a.columns.label_column.clone());
     let cols = Columns { text, label: Some(label) };
-    let Some(run) = predict::evaluate_file(cluster, &cfg, &a.csv, &cols, a.columns.skip_bad_rows)? else {
+    let Some(run) = predict::evaluate_file(cluster, &cfg, csv, &cols, a.columns.skip_bad_rows)? else {
         return Ok(());
     };
     for line in output::evaluate_lines(&run) {
