@@ -14,7 +14,10 @@
 # Environment: THREADS (per process, default 1), EPOCHS (default 5, the
 # tutorial's), BF16=1 adds bf16 rows (autocast on the Python side) and a table
 # of our bf16 against the tutorial's fp32 recipe, MODEL (a local model
-# directory), SKIP_MPI=1 skips the 2-rank run.
+# directory), REPEATS (default 1): rounds of the side-by-side runs, alternating,
+# whose medians the tables show; SKIP_MPI=1 skips the 2-rank runs;
+# SCALING_REPEATS (default 3): rounds of 1 rank, 2 ranks and two independent
+# half-batch runs at once (the machine's ceiling for 2 ranks), alternating.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -38,12 +41,22 @@ cp "$fake_src/train.csv" "$fake_src/valid.csv" "$tmp/fake-news/"
 precisions=(fp32)
 [[ ${BF16:-0} == 1 ]] && precisions+=(bf16)
 
-# rust DATA PRECISION RANKS -> JSON line of the run's figures
+# rust DATA PRECISION RANKS [TAG [FLAGS...]] -> JSON line of the run's figures
 rust() {
-  local out=$tmp/out-$1-$2-$3
-  HPCML_PROGRESS=off mpiexec -n "$3" "$bin" -d cpu -s "$tmp/$1" -o "$out" -m "$model" --threads "$threads" \
-    --epochs "$epochs" --precision "$2" >"$out.log" 2>&1 || { cat "$out.log" >&2; exit 1; }
+  local data=$1 prec=$2 ranks=$3 out=$tmp/out-$1-$2-$3${4:+-$4}
+  shift $(($# < 4 ? $# : 4))
+  HPCML_PROGRESS=off mpiexec -n "$ranks" "$bin" -d cpu -s "$tmp/$data" -o "$out" -m "$model" --threads "$threads" \
+    --epochs "$epochs" --precision "$prec" "$@" >"$out.log" 2>&1 || { cat "$out.log" >&2; exit 1; }
   "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({"train": r["train_samples_per_second"], "infer": r["test_samples_per_second"], "acc": r["best_valid_accuracy"]}))' "$out/results.json"
+}
+# Two independent 1-rank runs of half the batch at once, no communication:
+# the most a 2-rank run could reach on this machine. -> summed training samples/s
+halves() { # TAG
+  rust fake-news fp32 1 "$1-a" --batch-size 8 >"$tmp/halves-a" &
+  local other=$!
+  rust fake-news fp32 1 "$1-b" --batch-size 8 >"$tmp/halves-b"
+  wait "$other"
+  "$py" -c 'import json,sys; print(sum(json.load(open(f))["train"] for f in sys.argv[1:]))' "$tmp/halves-a" "$tmp/halves-b"
 }
 # python DATA PRECISION -> JSON line of the run's figures
 python_peer() {
@@ -53,26 +66,43 @@ python_peer() {
 }
 
 results=$tmp/results.jsonl
-for data in fake-news sms; do
-  for prec in "${precisions[@]}"; do
-    p=$(python_peer "$data" "$prec")
-    r=$(rust "$data" "$prec" 1)
-    echo "{\"data\": \"$data\", \"precision\": \"$prec\", \"python\": $p, \"rust\": $r}" >>"$results"
+for i in $(seq 1 "${REPEATS:-1}"); do
+  echo "round $i of ${REPEATS:-1}" >&2
+  for data in fake-news sms; do
+    for prec in "${precisions[@]}"; do
+      p=$(python_peer "$data" "$prec")
+      r=$(rust "$data" "$prec" 1 "m$i")
+      echo "{\"data\": \"$data\", \"precision\": \"$prec\", \"python\": $p, \"rust\": $r}" >>"$results"
+    done
   done
 done
-mpi=null
+# 1 rank, 2 ranks and the two halves, alternating SCALING_REPEATS times.
+scaling=$tmp/scaling.jsonl
 if [[ ${SKIP_MPI:-0} != 1 ]]; then
-  mpi=$(rust fake-news fp32 2)
+  for i in $(seq 1 "${SCALING_REPEATS:-3}"); do
+    echo "scaling round $i of ${SCALING_REPEATS:-3}" >&2
+    one=$(rust fake-news fp32 1 "r$i")
+    two=$(rust fake-news fp32 2 "r$i")
+    half=$(halves "r$i")
+    echo "{\"one\": $one, \"two\": $two, \"halves\": $half}" >>"$scaling"
+  done
 fi
 
-"$py" - "$results" "$mpi" "$threads" "$epochs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-mpi = json.loads(sys.argv[2])
+"$py" - "$results" "$scaling" "$threads" "$epochs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" <<'PY'
+import json, os, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+# One row per data set and precision: the median of each figure over the rounds.
+rows = []
+for key in dict.fromkeys((r["data"], r["precision"]) for r in runs):
+    same = [r for r in runs if (r["data"], r["precision"]) == key]
+    med = lambda side: {f: statistics.median(r[side][f] for r in same) for f in ("train", "infer", "acc")}
+    rows.append({"data": key[0], "precision": key[1], "python": med("python"), "rust": med("rust")})
+rounds = len(runs) // max(len(rows), 1)
+scaling = [json.loads(l) for l in open(sys.argv[2])] if os.path.exists(sys.argv[2]) else []
 threads, epochs, cpu = sys.argv[3], sys.argv[4], sys.argv[5].strip()
 names = {"fake-news": "fake-news (tutorial CSVs, long texts)", "sms": "SMS-like spam/ham (short texts)"}
 goals = {("fake-news", "train"): 1.5, ("sms", "train"): 3.0, ("fake-news", "infer"): 2.0, ("sms", "infer"): 2.0}
-print(f"bert-classifier vs transformers, all-MiniLM-L6-v2, {threads} thread(s) per process, {epochs} epoch(s), batch 16, {cpu}\n")
+print(f"bert-classifier vs transformers, all-MiniLM-L6-v2, {threads} thread(s) per process, {epochs} epoch(s), batch 16, {cpu}; median of {rounds} alternating round(s)\n")
 print("| data set | precision | figure | transformers (Python) | bert-classifier | ratio | goal |")
 print("|---|---|---|---:|---:|---:|---:|")
 for r in rows:
@@ -90,9 +120,13 @@ if mixed:
         for key, label in [("train", "training samples/s"), ("infer", "inference samples/s")]:
             print(f"| {names[d]} | {label} | {p[key]:.2f} | {q[key]:.2f} | {q[key] / p[key]:.2f}x | >= {goals[(d, key)]:.1f}x |")
         print(f"| {names[d]} | validation accuracy | {p['acc']:.4f} | {q['acc']:.4f} | | same or better |")
-if mpi:
-    one = next(r["rust"] for r in rows if r["data"] == "fake-news" and r["precision"] == "fp32")
-    print(f"\n| bert-classifier, fake-news, fp32 | 1 rank x {threads} thread | 2 ranks x {threads} thread | 2 ranks / 1 rank | goal |")
+if scaling:
+    def med(key):
+        vals = [r[key]["train"] if isinstance(r[key], dict) else r[key] for r in scaling]
+        return statistics.median(vals), " [" + ", ".join(f"{v:.2f}" for v in vals) + "]"
+    (one, one_s), (two, two_s), (half, half_s) = med("one"), med("two"), med("halves")
+    print(f"\n| bert-classifier, fake-news, fp32, training samples/s (median of {len(scaling)} alternating runs) | 1 rank x {threads} thread | 2 ranks x {threads} thread | 2 ranks / 1 rank | goal |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| training samples/s | {one['train']:.2f} | {mpi['train']:.2f} | {mpi['train'] / one['train']:.2f}x | >= 1.8x |")
+    print(f"| 2 ranks vs 1 rank | {one:.2f}{one_s} | {two:.2f}{two_s} | {two / one:.2f}x | >= 1.8x |")
+    print(f"| (two independent 1-rank runs of batch 8 at once, summed: this machine's ceiling for 2 ranks) | {one:.2f} | {half:.2f}{half_s} | {half / one:.2f}x | |")
 PY
