@@ -251,7 +251,8 @@ fn predict_reads_files_stdin_and_csv_and_evaluate_reports() {
     std::fs::write(&bad, "label,titletext\nham,apple pear\nspam\nspam,gear tire\n").unwrap();
     let r = run(BIN, &["evaluate", "-m", m, "-d", "cpu", bad.to_str().unwrap()], 120);
     assert_one_line_error(&r, 2, "bad.csv line 3");
-    let r = run(BIN, &["evaluate", "-m", m, "-d", "cpu", bad.to_str().unwrap(), "--skip-bad-rows"], 120).ok();
+    // The CSV also as --csv, as predict names it.
+    let r = run(BIN, &["evaluate", "-m", m, "-d", "cpu", "--csv", bad.to_str().unwrap(), "--skip-bad-rows"], 120).ok();
     assert!(r.stdout.contains("(2 rows, 1 malformed rows skipped)"), "{}", r.stdout);
 }
 

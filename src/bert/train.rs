@@ -573,15 +573,18 @@ impl StepContext<'_> {
             let input = self.data.train.batch(rows, self.pad_id, device)?;
             let labels = self.data.train.labels_of(rows, device)?;
             let logits = self.clf.model.logits(&input, &pass)?;
+            // Scaled by the shard's share here, the gradients need no pass of
+            // their own before they are summed over ranks.
             let loss = model::loss(&logits, &labels)?;
-            loss.f_backward()?;
-            loss_value = loss.f_double_value(&[])? * weight;
+            let share = if weight == 1.0 { loss } else { loss.f_mul_scalar(weight)? };
+            share.f_backward()?;
+            loss_value = share.f_double_value(&[])?;
         }
         // The vocabulary is half the model; only the rows looked up carry gradient.
         let looked_up: Vec<i64> =
             rows.iter().flat_map(|&r| self.data.train.ids[r].iter().map(|&t| i64::from(t))).collect();
         let sparse = [SparseRows { param: WORD_EMBEDDINGS.to_string(), rows: looked_up }];
-        let any_stop = dp.all_reduce_gradients_sparse(self.params, weight, stop, &sparse)?;
+        let any_stop = dp.all_reduce_gradients_sparse(self.params, 1.0, stop, &sparse)?;
         opt.step(self.params, self.cfg.lr)?;
         Ok((loss_value, any_stop))
     }

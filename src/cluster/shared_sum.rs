@@ -126,6 +126,15 @@ impl SharedSum {
         (0..2).find(|&w| self.win.is_some() && t.data_ptr() as *mut f32 == self.slot(self.rank, w))
     }
 
+    /// Whether `t`'s data starts inside either of this rank's buffers.
+    pub fn holds(&self, t: &Tensor) -> bool {
+        if self.win.is_none() {
+            return false;
+        }
+        let (start, p) = (self.slot(self.rank, 0) as usize, t.data_ptr() as usize);
+        p >= start && p < start + 2 * self.capacity * std::mem::size_of::<f32>()
+    }
+
     fn slot(&self, rank: usize, which: usize) -> *mut f32 {
         // SAFETY (of the pointer arithmetic): within the rank's 2 x capacity values.
         unsafe { self.bases[rank].add(which * self.capacity) }

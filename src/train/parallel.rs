@@ -143,7 +143,7 @@ impl<'c> DataParallel<'c> {
         // buffer that is sent, and after the all-reduce the gradients are pointed
         // at the buffer that received. No copy either way; the two buffers swap
         // roles every step. Elsewhere (GPUs) they are packed and unpacked.
-        let in_place = grads.iter().all(|g| g.device() == Device::Cpu && g.kind() == Kind::Float && g.is_contiguous());
+        let in_place = grads.iter().all(is_host_f32);
         let send = match self.send.as_ref().filter(|b| in_place && b.numel() == n + 1 && views_of(&grads, b)) {
             Some(b) => b.shallow_clone(),
             None => {
@@ -219,6 +219,9 @@ impl<'c> DataParallel<'c> {
         let rows = self.union_rows(params, sparse)?;
         let _guard = tch::no_grad_guard();
         let grads: Vec<Tensor> = params.tensors.iter().map(|p| p.grad()).collect();
+        if self.shared.is_some() && grads.iter().all(is_host_f32) {
+            return self.sparse_in_shared_buffers(&grads, &rows, weight, stop);
+        }
         // Gradients a dense step left in the fused buffer get memory of their
         // own first: packing and summing write both buffers.
         if self.send.as_ref().is_some_and(|b| views_of(&grads, b)) {
@@ -248,6 +251,72 @@ impl<'c> DataParallel<'c> {
             }
         }
         Ok(any_stop)
+    }
+
+    /// The sparse all-reduce on one node: as in the dense path, the dense
+    /// gradients live in the shared fused buffers (backward accumulates into
+    /// the one that is sent, and they are pointed at the one that received), so
+    /// only the rows looked up are copied in, after them, and back out. That
+    /// spares two copies of the dense half of the model every step.
+    fn sparse_in_shared_buffers(
+        &mut self,
+        grads: &[Tensor],
+        rows: &[Option<Tensor>],
+        weight: f64,
+        stop: bool,
+    ) -> Result<bool> {
+        let dense: Vec<Tensor> =
+            grads.iter().zip(rows).filter(|(_, r)| r.is_none()).map(|(g, _)| g.shallow_clone()).collect();
+        let tables: Vec<(&Tensor, &Tensor, i64)> =
+            grads.iter().zip(rows).filter_map(|(g, r)| r.as_ref().map(|r| (g, r, row_width(g)))).collect();
+        let dense_n: usize = dense.iter().map(|g| g.numel()).sum();
+        let n = dense_n + tables.iter().map(|(_, r, w)| r.numel() * *w as usize).sum::<usize>();
+        // Rows are written where a dense step's layout may have put a table's
+        // gradient, and the buffers may move when they grow: whatever sits in
+        // them gets memory of its own first.
+        for (g, _, _) in &tables {
+            self.own_memory(std::slice::from_ref(*g))?;
+        }
+        let send = self.send_buffer(n + 1)?;
+        if !views_of(&dense, &send) {
+            self.own_memory(&dense)?;
+            self.pack_into(&send, &dense)?;
+            point_into(&dense, &send)?;
+        }
+        let mut offset = dense_n as i64;
+        for (g, idx, width) in &tables {
+            let k = idx.numel() as i64;
+            let dst = send.f_narrow(0, offset, k * width)?.f_view([k, *width])?;
+            let _ = g.f_view([-1, *width])?.f_index_select_out(&dst, 0, idx)?;
+            offset += k * width;
+        }
+        let (recv, any_stop) = self.exchange(&send, n, weight, stop)?;
+        point_into(&dense, &recv).context("all-reducing gradients")?;
+        let mut offset = dense_n as i64;
+        for (g, idx, width) in &tables {
+            let k = idx.numel() as i64;
+            // Rows outside the union are zero on every rank already.
+            let summed = recv.f_narrow(0, offset, k * width)?.f_view([k, *width])?;
+            let _ = g.f_view([-1, *width])?.f_index_copy_(0, idx, &summed)?;
+            offset += k * width;
+        }
+        self.send = Some(recv);
+        self.recv = Some(send);
+        Ok(any_stop)
+    }
+
+    /// Moves those of `grads` that live in a shared fused buffer to memory of
+    /// their own (same values), so the buffer can be rewritten under them.
+    fn own_memory(&self, grads: &[Tensor]) -> Result<()> {
+        let Some(shared) = self.shared.as_ref() else {
+            return Ok(());
+        };
+        for g in grads.iter().filter(|g| shared.holds(g)) {
+            let mut copy = g.f_empty_like()?;
+            copy.f_copy_(g)?;
+            let _ = g.shallow_clone().f_set_source_tensor_(&copy)?;
+        }
+        Ok(())
     }
 
     /// For each parameter, the sorted union over ranks of the rows named in
@@ -356,6 +425,16 @@ impl<'c> DataParallel<'c> {
         }
         Ok(())
     }
+}
+
+fn is_host_f32(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous()
+}
+
+/// Values per row of a table (its first dimension is the rows).
+fn row_width(t: &Tensor) -> i64 {
+    let rows = t.size().first().copied().unwrap_or(1).max(1);
+    t.numel() as i64 / rows
 }
 
 /// Whether each gradient is the next slice of `buf`, in order.
