@@ -557,7 +557,6 @@ impl StepContext<'_> {
         let dealt = data::deal(batch, self.cluster.size());
         let rows = &dealt[dp.shard(dealt.len())];
         let weight = rows.len() as f64 / batch.len().max(1) as f64;
-        self.params.zero_grad();
         let device = self.clf.vs.device();
         let mut loss_value = 0.0;
         if !rows.is_empty() {
@@ -577,8 +576,10 @@ impl StepContext<'_> {
             // their own before they are summed over ranks.
             let loss = model::loss(&logits, &labels)?;
             let share = if weight == 1.0 { loss } else { loss.f_mul_scalar(weight)? };
-            share.f_backward()?;
+            DataParallel::fresh_gradients(&share, self.params)?;
             loss_value = share.f_double_value(&[])?;
+        } else {
+            self.params.zero_grad();
         }
         // The vocabulary is half the model; only the rows looked up carry gradient.
         let looked_up: Vec<i64> =

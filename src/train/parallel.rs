@@ -86,6 +86,15 @@ impl<'c> DataParallel<'c> {
             loss.f_backward()?;
             return self.all_reduce_gradients(params, weight, stop);
         }
+        Self::fresh_gradients(loss, params)?;
+        self.all_reduce_gradients(params, weight, stop)
+    }
+
+    /// Backpropagates `loss` and points every parameter's `.grad` at the
+    /// gradient autograd just made (zero where it made none): no zeroing pass
+    /// and no accumulation pass over the gradients, as `zero_grad` followed by
+    /// `backward` would cost.
+    pub fn fresh_gradients(loss: &Tensor, params: &Params) -> Result<()> {
         let fresh = Tensor::f_run_backward(&[loss], &params.tensors, false, false)?;
         // The first time, `.grad` must exist to be pointed elsewhere.
         Self::define_grads(params)?;
@@ -98,7 +107,7 @@ impl<'c> DataParallel<'c> {
                 let _ = dst.f_zero_()?;
             }
         }
-        self.all_reduce_gradients(params, weight, stop)
+        Ok(())
     }
 
     /// Gives every parameter a (zero) gradient, so all ranks send the same fused
