@@ -50,13 +50,13 @@ rust() {
   "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({"train": r["train_samples_per_second"], "infer": r["test_samples_per_second"], "acc": r["best_valid_accuracy"]}))' "$out/results.json"
 }
 # Two independent 1-rank runs of half the batch at once, no communication:
-# the most a 2-rank run could reach on this machine. -> summed training samples/s
+# the most a 2-rank run could reach on this machine. -> JSON line, training samples/s summed
 halves() { # TAG
   rust fake-news fp32 1 "$1-a" --batch-size 8 >"$tmp/halves-a" &
   local other=$!
   rust fake-news fp32 1 "$1-b" --batch-size 8 >"$tmp/halves-b"
   wait "$other"
-  "$py" -c 'import json,sys; print(sum(json.load(open(f))["train"] for f in sys.argv[1:]))' "$tmp/halves-a" "$tmp/halves-b"
+  "$py" -c 'import json,sys; print(json.dumps({"train": sum(json.load(open(f))["train"] for f in sys.argv[1:])}))' "$tmp/halves-a" "$tmp/halves-b"
 }
 # python DATA PRECISION -> JSON line of the run's figures
 python_peer() {
@@ -121,10 +121,10 @@ if mixed:
             print(f"| {names[d]} | {label} | {p[key]:.2f} | {q[key]:.2f} | {q[key] / p[key]:.2f}x | >= {goals[(d, key)]:.1f}x |")
         print(f"| {names[d]} | validation accuracy | {p['acc']:.4f} | {q['acc']:.4f} | | same or better |")
 if scaling:
-    def med(key):
-        vals = [r[key]["train"] if isinstance(r[key], dict) else r[key] for r in scaling]
+    def median_train(key):
+        vals = [r[key]["train"] for r in scaling]
         return statistics.median(vals), " [" + ", ".join(f"{v:.2f}" for v in vals) + "]"
-    (one, one_s), (two, two_s), (half, half_s) = med("one"), med("two"), med("halves")
+    (one, one_s), (two, two_s), (half, half_s) = map(median_train, ("one", "two", "halves"))
     print(f"\n| bert-classifier, fake-news, fp32, training samples/s (median of {len(scaling)} alternating runs) | 1 rank x {threads} thread | 2 ranks x {threads} thread | 2 ranks / 1 rank | goal |")
     print("|---|---:|---:|---:|---:|")
     print(f"| 2 ranks vs 1 rank | {one:.2f}{one_s} | {two:.2f}{two_s} | {two / one:.2f}x | >= 1.8x |")

@@ -283,9 +283,8 @@ impl<'c> DataParallel<'c> {
         // Rows are written where a dense step's layout may have put a table's
         // gradient, and the buffers may move when they grow: whatever sits in
         // them gets memory of its own first.
-        for (g, _, _) in &tables {
-            self.own_memory(std::slice::from_ref(*g))?;
-        }
+        let table_grads: Vec<Tensor> = tables.iter().map(|(g, _, _)| g.shallow_clone()).collect();
+        self.own_memory(&table_grads)?;
         let send = self.send_buffer(n + 1)?;
         if !views_of(&dense, &send) {
             self.own_memory(&dense)?;
