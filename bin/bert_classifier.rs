@@ -85,6 +85,10 @@ struct TrainArgs {
     seed: u64,
     #[command(flatten)]
     csv: LabelledCsvArgs,
+    /// Names for the classes in the report, plots, predictions and exported config, given to
+    /// their values in the CSVs: 0=REAL,1=FAKE for the tutorial's data [default: the values].
+    #[arg(long, value_name = "VALUE=NAME,...", value_parser = class_names)]
+    class_names: Option<ClassNames>,
     /// Continue from the checkpoint in the output folder (a fresh start if there is none).
     #[arg(long)]
     resume: bool,
@@ -197,6 +201,14 @@ fn parse_lr(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--class-names` pairs (one flag, not one pair per flag).
+#[derive(Clone, Debug)]
+struct ClassNames(Vec<(String, String)>);
+
+fn class_names(s: &str) -> Result<ClassNames, String> {
+    data::parse_class_names(s).map(ClassNames)
+}
+
 fn main() -> ExitCode {
     hpcml::cli::main("bert-classifier", |cluster, cli: Cli| match cli.command {
         None => run_train(cluster, cli.train),
@@ -227,6 +239,7 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         eval_every: a.eval_every.map(|e| e as usize),
         eval_batch_size: a.eval_batch_size as usize,
         max_steps: a.max_steps.map(|m| m as usize),
+        class_names: a.class_names.map(|c| c.0).unwrap_or_default(),
     };
     let mut reporter = Reporter::new(cluster.is_root());
     let outcome = train::run(cluster, &cfg, &mut reporter);

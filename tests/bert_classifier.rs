@@ -363,7 +363,8 @@ fn two_ranks_under_mpiexec_train_like_one() {
     // Not the tutorial's column names: evaluate finds them in the model.
     make_data_with(&data, 40, 16, None, "category,title,body,message");
     let d = data.to_str().unwrap();
-    let cols = ["--text-column", "message", "--label-column", "category"];
+    // Named classes: reports say the names, the CSVs keep their values.
+    let cols = ["--text-column", "message", "--label-column", "category", "--class-names", "spam=junk,ham=legit"];
     let mut results = Vec::new();
     for ranks in [1, 2] {
         let out = dir.path().join(format!("out{ranks}"));
@@ -387,10 +388,17 @@ fn two_ranks_under_mpiexec_train_like_one() {
         }
     }
     assert_eq!(results[0]["test"]["confusion"], results[1]["test"]["confusion"]);
-    // The model remembers its columns; evaluate needs no column flags.
+    assert_eq!(results[1]["started"]["labels"], serde_json::json!(["legit", "junk"]));
+    // The model remembers its columns and its classes' values; evaluate needs no flags.
     let (m, valid) = (dir.path().join("out2"), data.join("valid.csv"));
+    let hf = json(&m.join("config.json"));
+    assert_eq!(
+        (&hf["id2label"]["0"], &hf["label_values"]),
+        (&serde_json::json!("legit"), &serde_json::json!(["ham", "spam"]))
+    );
     let r = mpirun(2, BIN, &["evaluate", "-m", m.to_str().unwrap(), "-d", "cpu", valid.to_str().unwrap()], 120).ok();
     assert!(r.stdout.contains("Evaluated") && r.stdout.contains("(16 rows)"), "{}", r.stdout);
+    assert!(r.stdout.contains("       legit ") && r.stdout.contains("        junk "), "{}", r.stdout);
 }
 
 #[test]
@@ -412,6 +420,14 @@ fn bad_inputs_are_one_line_errors() {
 
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--text-column", "body"], 60);
     assert_one_line_error(&r, 2, "has no column 'body'");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--class-names", "ham=ok,spam"], 60);
+    assert_one_line_error(&r, 2, "'spam' is not VALUE=NAME");
+    let r = run(
+        BIN,
+        &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--class-names", "ham=ok,1=junk", "--skip-bad-rows"],
+        60,
+    );
+    assert_one_line_error(&r, 2, "'1' is not a class of");
 
     // A model directory without weights, a path that isn't there, a Hub name
     // offline, the Hub unreachable, a base model where a classifier is needed.

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::data::Labels;
 use crate::bail_usage;
 
 /// The feed-forward activation (`hidden_act`).
@@ -200,10 +201,12 @@ impl BertConfig {
         Some(pairs.into_iter().map(|(_, v)| v.clone()).collect())
     }
 
-    /// The names of a classifier's `classes` outputs: the recorded ones, else
-    /// `LABEL_i` as `transformers` names them. A count that disagrees with the
-    /// head is a usage error naming `path` (this config's file).
-    pub fn class_names(&self, classes: i64, path: &Path) -> Result<Vec<String>> {
+    /// The classes of a classifier's `classes` outputs: the recorded names,
+    /// else `LABEL_i` as `transformers` names them, with the values they had
+    /// in the training CSVs where the run named them (`label_values`). A count
+    /// that disagrees with the head is a usage error naming `path` (this
+    /// config's file).
+    pub fn class_labels(&self, classes: i64, path: &Path) -> Result<Labels> {
         let names = self.labels().unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
         if names.len() as i64 != classes {
             bail_usage!(
@@ -212,19 +215,33 @@ impl BertConfig {
                 names.len()
             );
         }
-        Ok(names)
+        let values: Option<Vec<String>> = self
+            .extra
+            .get(LABEL_VALUES)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+        Ok(match values {
+            Some(values) if values.len() == names.len() => Labels { names, values },
+            _ => Labels::unnamed(names),
+        })
     }
 
     /// The `config.json` of this model fine-tuned as a classifier over `labels`:
-    /// what `transformers.AutoModelForSequenceClassification` reads.
-    pub fn for_classification(&self, labels: &[String]) -> Value {
+    /// what `transformers.AutoModelForSequenceClassification` reads. Classes
+    /// the run named keep their CSV values under `label_values`, so `evaluate`
+    /// reads CSVs labelled either way.
+    pub fn for_classification(&self, labels: &Labels) -> Value {
         let mut cfg = self.clone();
-        cfg.id2label = Some(labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        cfg.id2label = Some(labels.names.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        cfg.extra.remove(LABEL_VALUES);
         let mut v = serde_json::to_value(&cfg).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut v {
             let label2id: Map<String, Value> =
-                labels.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i as u64))).collect();
+                labels.names.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i as u64))).collect();
             map.insert("label2id".into(), Value::Object(label2id));
+            if labels.names != labels.values {
+                map.insert(LABEL_VALUES.into(), serde_json::json!(labels.values));
+            }
             map.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
             map.insert("problem_type".into(), Value::from("single_label_classification"));
             map.insert("torch_dtype".into(), Value::from("float32"));
@@ -234,6 +251,9 @@ impl BertConfig {
         v
     }
 }
+
+/// Where `config.json` keeps the CSV values of classes the run named.
+const LABEL_VALUES: &str = "label_values";
 
 #[cfg(test)]
 mod tests {
@@ -252,13 +272,29 @@ mod tests {
         assert_eq!(c.activation(), Activation::Gelu);
         assert_eq!(c.head_dropout(), 0.1);
         assert_eq!(c.extra["gradient_checkpointing"], false);
-        let out = c.for_classification(&["ham".into(), "spam".into()]);
+        let out = c.for_classification(&Labels::unnamed(vec!["ham".into(), "spam".into()]));
         assert_eq!(out["id2label"]["1"], "spam");
         assert_eq!(out["label2id"]["ham"], 0);
+        assert!(out.get("label_values").is_none());
         assert_eq!(out["architectures"][0], "BertForSequenceClassification");
         assert_eq!(out["gradient_checkpointing"], false);
         let back: BertConfig = serde_json::from_value(out).unwrap();
         assert_eq!(back.labels().unwrap(), vec!["ham", "spam"]);
+    }
+
+    #[test]
+    fn named_classes_keep_their_values_through_the_config() {
+        let c = BertConfig::from_json(MINI).unwrap();
+        let named = Labels { names: vec!["REAL".into(), "FAKE".into()], values: vec!["0".into(), "1".into()] };
+        let out = c.for_classification(&named);
+        assert_eq!((out["id2label"]["1"].as_str(), out["label2id"]["REAL"].as_u64()), (Some("FAKE"), Some(0)));
+        let back: BertConfig = serde_json::from_value(out).unwrap();
+        assert_eq!(back.class_labels(2, Path::new("config.json")).unwrap(), named);
+        // Written again (an export of the export), the values stay, once.
+        let again = back.for_classification(&back.class_labels(2, Path::new("config.json")).unwrap());
+        assert_eq!(again["label_values"], serde_json::json!(["0", "1"]));
+        let e = back.class_labels(3, Path::new("m/config.json")).unwrap_err();
+        assert!(e.to_string().contains("m/config.json: config.json names 2 classes but the classifier has 3"), "{e}");
     }
 
     #[test]

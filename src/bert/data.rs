@@ -4,7 +4,8 @@
 //! `valid.csv` and (optionally) `test.csv`, a header row, the text in one
 //! column (`titletext`) and the class in another (`label`). Classes may be any
 //! strings (`0`/`1`, `spam`/`ham`); they are numbered in order (numerically
-//! when all are integers) and the names kept for reports and exports.
+//! when all are integers) and kept, with any names the user gives them
+//! (`--class-names 0=REAL,1=FAKE`), for reports and exports.
 //!
 //! A row that cannot be read (wrong number of fields, no label, bytes that are
 //! not UTF-8 in a UTF-8 file) is an error naming the file and line, unless the caller chose to
@@ -224,10 +225,13 @@ fn check_row(
     Ok((text, label))
 }
 
-/// Class names in id order, numeric order when every name is an integer.
+/// The classes in id order: their values in the CSVs (numeric order when
+/// every value is an integer) and the names reports, predictions and exports
+/// show, the values themselves unless the user named them (`0=REAL,1=FAKE`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Labels {
     pub names: Vec<String>,
+    pub values: Vec<String>,
 }
 
 impl Labels {
@@ -238,33 +242,86 @@ impl Labels {
         seen.dedup();
         let numeric: Option<BTreeMap<i128, String>> =
             seen.iter().map(|s| s.parse::<i128>().ok().map(|v| (v, s.clone()))).collect();
-        let names = match numeric {
+        let values = match numeric {
             Some(map) if map.len() == seen.len() => map.into_values().collect(),
             _ => seen,
         };
-        if names.len() < 2 {
+        if values.len() < 2 {
             bail_usage!(
                 "{} has {} class(es) in column labels ({}); a classifier needs at least two",
                 split.path.display(),
-                names.len(),
-                names.join(", ")
+                values.len(),
+                values.join(", ")
             );
         }
-        Ok(Labels { names })
+        Ok(Labels { names: values.clone(), values })
+    }
+
+    /// Classes whose names are their values.
+    pub fn unnamed(values: Vec<String>) -> Labels {
+        Labels { names: values.clone(), values }
+    }
+
+    /// The same classes under the names `pairs` gives them (value, name);
+    /// every class is named once, and no two alike.
+    pub fn named(mut self, pairs: &[(String, String)], source: &Path) -> Result<Labels> {
+        if pairs.is_empty() {
+            return Ok(self);
+        }
+        let mut names: Vec<Option<String>> = vec![None; self.values.len()];
+        for (value, name) in pairs {
+            let Some(id) = self.values.iter().position(|v| v == value) else {
+                bail_usage!(
+                    "--class-names: '{value}' is not a class of {} (its classes are {})",
+                    source.display(),
+                    self.values.join(", ")
+                );
+            };
+            if names[id].replace(name.clone()).is_some() {
+                bail_usage!("--class-names names class '{value}' twice; name each class once");
+            }
+        }
+        let missing: Vec<&str> =
+            self.values.iter().zip(&names).filter(|(_, n)| n.is_none()).map(|(v, _)| v.as_str()).collect();
+        if !missing.is_empty() {
+            bail_usage!(
+                "--class-names leaves class(es) {} of {} unnamed; give every class a name (VALUE=NAME,...)",
+                missing.join(", "),
+                source.display()
+            );
+        }
+        let names: Vec<String> = names.into_iter().flatten().collect();
+        if let Some(dup) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n) {
+            bail_usage!("--class-names gives two classes the name '{dup}'; names must differ");
+        }
+        self.names = names;
+        Ok(self)
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.values.is_empty()
     }
 
-    /// The class id of every row of `split`; a label the classes don't have is
-    /// an error naming its line.
+    /// The class id of every row of `split`, whose labels are the classes'
+    /// values or their names; a label that is neither is an error naming its line.
     pub fn ids(&self, split: &Split, known_from: &str) -> Result<Vec<i64>> {
-        let index: HashMap<&str, i64> = self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i as i64)).collect();
+        let mut index: HashMap<&str, i64> = HashMap::new();
+        // Values go in last: where a name is also another class's value, the value wins.
+        for (i, n) in self.names.iter().enumerate() {
+            index.insert(n.as_str(), i as i64);
+        }
+        for (i, v) in self.values.iter().enumerate() {
+            index.insert(v.as_str(), i as i64);
+        }
+        let known = if self.names == self.values {
+            self.values.join(", ")
+        } else {
+            self.values.iter().zip(&self.names).map(|(v, n)| format!("{v}={n}")).collect::<Vec<_>>().join(", ")
+        };
         split
             .labels
             .iter()
@@ -272,13 +329,27 @@ impl Labels {
             .map(|(l, line)| match index.get(l.as_str()) {
                 Some(&i) => Ok(i),
                 None => bail_usage!(
-                    "{} line {line}: label '{l}' is not one of the classes of {known_from} ({})",
-                    split.path.display(),
-                    self.names.join(", ")
+                    "{} line {line}: label '{l}' is not one of the classes of {known_from} ({known})",
+                    split.path.display()
                 ),
             })
             .collect()
     }
+}
+
+/// `--class-names`: `VALUE=NAME` pairs separated by commas, e.g. `0=REAL,1=FAKE`.
+pub fn parse_class_names(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .map(|pair| {
+            let (v, n) =
+                pair.split_once('=').ok_or_else(|| format!("'{pair}' is not VALUE=NAME (e.g. 0=REAL,1=FAKE)"))?;
+            let (v, n) = (v.trim(), n.trim());
+            if v.is_empty() || n.is_empty() {
+                return Err(format!("'{pair}' has an empty value or name (e.g. 0=REAL,1=FAKE)"));
+            }
+            Ok((v.to_string(), n.to_string()))
+        })
+        .collect()
 }
 
 /// Tokenised examples: ids (with `[CLS]`/`[SEP]`, truncated) and class ids.
@@ -509,11 +580,48 @@ mod tests {
         let p = write(dir.path(), "train.csv", "label,titletext\n1,a\n1,b\n");
         let s = read_csv(&p, &cols(), false).unwrap();
         assert!(Labels::from_split(&s).unwrap_err().to_string().contains("at least two"));
-        let labels = Labels { names: vec!["0".into(), "2".into(), "10".into()] };
+        let labels = Labels::unnamed(vec!["0".into(), "2".into(), "10".into()]);
         let e = labels.ids(&s, "train.csv").unwrap_err();
         assert!(e.to_string().contains("line 2: label '1'"), "{e}");
         let mixed = Split { labels: vec!["10".into(), "2".into(), "0".into()], ..Default::default() };
         assert_eq!(Labels::from_split(&mixed).unwrap().names, vec!["0", "2", "10"]);
+    }
+
+    #[test]
+    fn named_classes_keep_their_values_and_answer_to_both() {
+        let split = Split {
+            labels: vec!["1".into(), "0".into(), "FAKE".into(), "REAL".into()],
+            lines: vec![2, 3, 4, 5],
+            ..Default::default()
+        };
+        let pairs = parse_class_names("1=FAKE, 0=REAL").unwrap();
+        let from = Path::new("train.csv");
+        let labels = Labels::unnamed(vec!["0".into(), "1".into()]).named(&pairs, from).unwrap();
+        assert_eq!(
+            (labels.values.clone(), labels.names.clone()),
+            (vec!["0".into(), "1".into()], vec!["REAL".into(), "FAKE".into()])
+        );
+        assert_eq!(labels.ids(&split, "the model").unwrap(), vec![1, 0, 1, 0]);
+        let odd = Split { labels: vec!["2".into()], lines: vec![7], ..Default::default() };
+        let e = labels.ids(&odd, "the model").unwrap_err().to_string();
+        assert!(e.contains("line 7: label '2'") && e.contains("(0=REAL, 1=FAKE)"), "{e}");
+        // A name that is another class's value means that value.
+        let swapped = Labels::unnamed(vec!["0".into(), "1".into()]).named(&parse_class_names("0=1,1=0").unwrap(), from);
+        let digits = Split { labels: vec!["1".into(), "0".into()], lines: vec![2, 3], ..Default::default() };
+        assert_eq!(swapped.unwrap().ids(&digits, "m").unwrap(), vec![1, 0]);
+        let unnamed = Labels::unnamed(vec!["0".into(), "1".into()]);
+        for (spec, says) in [
+            ("2=X,0=Y", "'2' is not a class of train.csv (its classes are 0, 1)"),
+            ("0=X,0=Y", "names class '0' twice"),
+            ("0=X", "leaves class(es) 1 of train.csv unnamed"),
+            ("0=X,1=X", "the name 'X'"),
+        ] {
+            let e = unnamed.clone().named(&parse_class_names(spec).unwrap(), from).unwrap_err();
+            assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+            assert!(e.to_string().contains(says), "{spec}: {e}");
+        }
+        assert!(parse_class_names("0=REAL,1").unwrap_err().contains("'1' is not VALUE=NAME"));
+        assert!(parse_class_names("0=,1=FAKE").unwrap_err().contains("empty"));
     }
 
     #[test]

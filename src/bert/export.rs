@@ -57,7 +57,7 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
             files.dir.display()
         ),
     };
-    let labels = config.class_names(classes, &files.config)?;
+    let labels = config.class_labels(classes, &files.config)?;
     // Through our model, so whatever names the source used, the export has
     // Hugging Face's current ones, in float32.
     let (clf, _) = Classifier::build(&config, classes, tch::Device::Cpu, &tensors, from, true)?;
@@ -88,5 +88,12 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
             files.dir.display()
         );
     }
-    Ok(ExportRun { from: files.dir, which, to: to.to_path_buf(), labels, tensors: named.len(), files: written })
+    Ok(ExportRun {
+        from: files.dir,
+        which,
+        to: to.to_path_buf(),
+        labels: labels.names,
+        tensors: named.len(),
+        files: written,
+    })
 }

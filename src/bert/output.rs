@@ -154,11 +154,16 @@ fn started_lines(s: &Started) -> Vec<String> {
         let parts: Vec<String> = s.skipped_rows.iter().map(|(f, n)| format!("{n} in {f}")).collect();
         format!("; skipped malformed rows: {}", parts.join(", "))
     };
+    let classes: Vec<String> = if s.label_values.len() == s.labels.len() && s.label_values != s.labels {
+        s.label_values.iter().zip(&s.labels).map(|(v, n)| format!("{v}={n}")).collect()
+    } else {
+        s.labels.clone()
+    };
     out.push(format!(
         "Data: train.csv {}, valid.csv {}{test} rows; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
         s.train_rows,
         s.valid_rows,
-        s.labels.join(", "),
+        classes.join(", "),
         s.max_len,
         100.0 * s.truncated_fraction,
         s.mean_tokens

@@ -145,14 +145,14 @@ pub fn load_classifier(model: &str, max_len: Option<usize>, device: tch::Device)
             files.dir.display()
         ),
     };
-    let names = config.class_names(classes, &files.config)?;
+    let labels = config.class_labels(classes, &files.config)?;
     let max_len = max_len
         .or_else(|| trained.as_ref().and_then(|t| t["max_len"].as_u64()).map(|m| m as usize))
         .unwrap_or(128)
         .min(config.max_position_embeddings as usize);
     let tokenizer = TextTokenizer::load(&files.dir, max_len)?;
     let (clf, _) = Classifier::build(&config, classes, device, &tensors, &files.dir.display().to_string(), true)?;
-    Ok(LoadedClassifier { clf, tokenizer, labels: Labels { names }, files, trained })
+    Ok(LoadedClassifier { clf, tokenizer, labels, files, trained })
 }
 
 /// What `train` recorded in its `model.safetensors` (max length, step, ...).

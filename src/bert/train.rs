@@ -74,6 +74,9 @@ pub struct TrainConfig {
     /// Stop after this many steps (benchmarks, smoke tests); `None`: all epochs.
     #[serde(default)]
     pub max_steps: Option<usize>,
+    /// Names for the classes, as (value in the CSVs, name); empty: the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<(String, String)>,
 }
 
 /// `--device` as the text the user typed.
@@ -172,6 +175,9 @@ pub struct Started {
     pub ranks: usize,
     pub nodes: usize,
     pub labels: Vec<String>,
+    /// The classes' values in the CSVs, where `--class-names` named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_values: Vec<String>,
     pub train_rows: usize,
     pub valid_rows: usize,
     pub test_rows: Option<usize>,
@@ -318,6 +324,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         ranks: cluster.size(),
         nodes: cluster.nodes(),
         labels: data.labels.names.clone(),
+        label_values: if data.labels.names == data.labels.values { Vec::new() } else { data.labels.values.clone() },
         train_rows: data.train.len(),
         valid_rows: data.valid.len(),
         test_rows: data.test.as_ref().map(|t| t.0.len()),
@@ -494,7 +501,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if train_split.is_empty() {
         bail_usage!("{} has no rows to train on", files.train.display());
     }
-    let labels = Labels::from_split(&train_split)?;
+    let labels = Labels::from_split(&train_split)?.named(&cfg.class_names, &files.train)?;
     let valid_split = read(&files.valid)?;
     if valid_split.is_empty() {
         bail_usage!("{} has no rows to validate on", files.valid.display());
@@ -608,7 +615,7 @@ fn prepare_output(
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
     write_json(&out.join("run_config.json"), cfg)?;
-    write_json(&out.join("config.json"), &config.for_classification(&labels.names))?;
+    write_json(&out.join("config.json"), &config.for_classification(labels))?;
     for f in TOKENIZER_FILES {
         let src = files.dir.join(f);
         if src.is_file() {
@@ -639,7 +646,7 @@ fn save_model(
         "text_column": cfg.text_column,
         "label_column": cfg.label_column,
         "base_model": state.identity.model,
-        "config": config.for_classification(&labels.names),
+        "config": config.for_classification(labels),
     });
     write_safetensors_with_metadata(path, &tensors, Some(&record), &[("format", "pt")])
 }
