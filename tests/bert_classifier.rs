@@ -420,6 +420,12 @@ fn bad_inputs_are_one_line_errors() {
 
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--text-column", "body"], 60);
     assert_one_line_error(&r, 2, "has no column 'body'");
+    let unlabelled = p("unlabelled");
+    make_data(&unlabelled, 8, 4, None);
+    std::fs::write(unlabelled.join("test.csv"), "id,titletext\n1,apple pear\n").unwrap();
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&unlabelled), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "test.csv has no 'label' column to score the model on");
+    assert!(r.stderr.contains("predict -m") && r.stderr.contains("--csv FILE"), "{}", r.stderr);
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--class-names", "ham=ok,spam"], 60);
     assert_one_line_error(&r, 2, "'spam' is not VALUE=NAME");
     let r = run(

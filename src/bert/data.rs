@@ -91,15 +91,8 @@ impl LineCounter {
 pub const DEFAULT_TEXT_COLUMN: &str = "titletext";
 pub const DEFAULT_LABEL_COLUMN: &str = "label";
 
-/// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
-/// counted in `skipped` instead of failing.
-pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
-    let bytes = match std::fs::read(path) {
-        Ok(b) => utf8_or_windows_1252(b),
-        Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
-    };
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
+/// The columns a CSV file's header row names (a BOM and spaces trimmed).
+fn header_names(rdr: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>> {
     let header = match rdr.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
@@ -119,6 +112,27 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
     if names.iter().all(|n| n.is_empty()) {
         bail_usage!("{} is empty: expected a header row naming the columns", path.display());
     }
+    Ok(names)
+}
+
+/// Whether the CSV file's header names `column`; `None` when the file or its
+/// header cannot be read (reading it for real says why).
+pub fn has_column(path: &Path, column: &str) -> Option<bool> {
+    let bytes = utf8_or_windows_1252(std::fs::read(path).ok()?);
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
+    Some(header_names(&mut rdr, path).ok()?.iter().any(|n| n == column))
+}
+
+/// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
+/// counted in `skipped` instead of failing.
+pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let bytes = match std::fs::read(path) {
+        Ok(b) => utf8_or_windows_1252(b),
+        Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
+    };
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
+    let names = header_names(&mut rdr, path)?;
     let find = |col: &str, flag: &str| -> Result<usize> {
         match names.iter().position(|n| n == col) {
             Some(i) => Ok(i),

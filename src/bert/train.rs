@@ -506,7 +506,18 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if valid_split.is_empty() {
         bail_usage!("{} has no rows to validate on", files.valid.display());
     }
-    let test_split = files.test.as_deref().map(read).transpose()?;
+    let test_split = match files.test.as_deref() {
+        // An unlabelled test set (as Kaggle's are) cannot be scored; say what to do with it.
+        Some(p) if data::has_column(p, &cfg.label_column) == Some(false) => bail_usage!(
+            "{} has no '{}' column to score the model on: label it (--label-column names the column), or move it out of {} and classify it after training with `bert-classifier predict -m {} --csv FILE`",
+            p.display(),
+            cfg.label_column,
+            cfg.source.display(),
+            cfg.output.display()
+        ),
+        Some(p) => Some(read(p)?),
+        None => None,
+    };
     let encode = |s: &Split| -> Result<Encoded> {
         let texts: Vec<&str> = s.texts.iter().map(String::as_str).collect();
         Ok(Encoded { ids: tokenizer.encode(&texts)?, labels: labels.ids(s, "train.csv")? })
