@@ -150,9 +150,10 @@ EOF
 }
 
 munge_ok() { munge -S "$sock" -n < /dev/null | unmunge -S "$sock"; }
-ctld_ok() { scontrol ping | grep -q 'is UP'; }
+# Matched on captured output: `| grep -q` under pipefail fails when grep quits first.
+ctld_ok() { [[ $(scontrol ping 2>/dev/null) == *"is UP"* ]]; }
 # One line per node from scontrol; DRAIN or DOWN beside IDLE must not count.
-node_idle() { scontrol -o show node "$node" | grep -q ' State=IDLE '; }
+node_idle() { [[ $(scontrol -o show node "$node" 2>/dev/null) == *" State=IDLE "* ]]; }
 
 cmd_up() {
   if pid_of munged >/dev/null && pid_of slurmctld >/dev/null && pid_of slurmd >/dev/null && node_idle 2>/dev/null; then

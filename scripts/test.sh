@@ -28,10 +28,15 @@ cargo clippy --release --all-targets --quiet -- -D warnings
 
 step "pi-mpi without the torch feature (TACC MPI images)"
 cargo build --release --quiet --no-default-features --bin pi-mpi --target-dir target/no-torch
-if ldd target/no-torch/release/pi-mpi | grep -q libtorch; then
+# Output captured first, not piped into `grep -q`: grep quitting at the match
+# would break the pipe under a writer that has more to say, and pipefail would
+# fail the step (it did: pi-mpi prints its throughput after the estimate).
+libs=$(ldd target/no-torch/release/pi-mpi)
+if grep -q libtorch <<<"$libs"; then
   echo "pi-mpi built without torch still links libtorch" >&2; exit 1
 fi
-HPCML_PROGRESS=off timeout 60 mpiexec -n 2 target/no-torch/release/pi-mpi 1e8 --seed 7 | grep -q "^Final Estimate: "
+pi_out=$(HPCML_PROGRESS=off timeout 60 mpiexec -n 2 target/no-torch/release/pi-mpi 1e8 --seed 7)
+grep -q "^Final Estimate: " <<<"$pi_out" || { echo "pi-mpi without torch printed no estimate:" >&2; echo "$pi_out" >&2; exit 1; }
 
 step "cargo test"
 cargo test --release -- --test-threads="${HPCML_TEST_THREADS:-2}"
