@@ -289,8 +289,16 @@ impl Layer {
             )?);
         }
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = q.f_matmul(&k.f_transpose(-1, -2)?)?.f_mul_scalar(scale)?.f_to_kind(Kind::Float)?;
-        let probs = scores.f_add(&mask.additive)?.f_softmax(-1, Kind::Float)?;
+        let (qs, keys) = (q.size(), k.size()[2]);
+        let heads = qs[0] * qs[1];
+        // mask + scale * q k^T as one product: the scaling and the mask ride
+        // in the GEMM (its alpha, and beta = 1 over the mask) instead of two
+        // passes over the scores, forward and backward. The mask is 0 or
+        // -inf, which the compute precision holds exactly.
+        let q3 = q.f_reshape([heads, qs[2], qs[3]])?;
+        let kt = k.f_reshape([heads, keys, qs[3]])?.f_transpose(1, 2)?;
+        let scores = pass.precision.cast(&mask.additive).f_baddbmm(&q3, &kt, 1.0, scale)?;
+        let probs = scores.f_view([qs[0], qs[1], qs[2], keys])?.f_softmax(-1, Kind::Float)?;
         let rows: Vec<i64> = if cls_only { vec![0] } else { Vec::new() };
         let probs = pass.dropout.apply_attention(&probs, self.attn_dropout, Site::AttentionProbs(self.index), &rows)?;
         Ok(pass.precision.cast(&probs).f_matmul(v)?)
@@ -301,16 +309,20 @@ impl Layer {
 struct Masks {
     /// `[batch, 1, 1, len]`, true where a token is.
     keep: Tensor,
-    /// `[batch, 1, 1, len]`, 0 where a token is, -inf on padding.
+    /// `[batch * heads, 1, len]`, 0 where a token is, -inf on padding: one
+    /// row per (example, head), as a batched product's bias.
     additive: Tensor,
 }
 
 impl Masks {
-    fn new(mask: &Tensor) -> Result<Masks> {
+    fn new(mask: &Tensor, heads: i64) -> Result<Masks> {
         let s = mask.size();
         let keep = mask.f_to_kind(Kind::Bool)?.f_view([s[0], 1, 1, s[1]])?;
         let zeros = Tensor::f_zeros(keep.size(), (Kind::Float, keep.device()))?;
-        let additive = zeros.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?;
+        let additive = zeros
+            .f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?
+            .f_expand([s[0], heads, 1, s[1]], false)?
+            .f_reshape([s[0] * heads, 1, s[1]])?;
         Ok(Masks { keep, additive })
     }
 }
@@ -381,7 +393,7 @@ impl BertClassifier {
     }
 
     fn encode(&self, batch: &Batch, pass: &Pass, cls_only_last: bool) -> Result<Tensor> {
-        let masks = Masks::new(&batch.mask)?;
+        let masks = Masks::new(&batch.mask, self.config.num_attention_heads)?;
         let mut x = self.bert.embeddings.forward(&batch.ids, pass)?;
         let n = self.bert.layers.len();
         for (i, layer) in self.bert.layers.iter().enumerate() {
@@ -413,6 +425,7 @@ pub fn loss_sum(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dropout::DropoutKeys;
     use super::*;
 
     const SMALL: &str = r#"{"hidden_act":"gelu","hidden_size":32,"intermediate_size":64,"layer_norm_eps":1e-12,
@@ -447,5 +460,39 @@ mod tests {
         let once = model.for_inference(Precision::Bf16).unwrap().unwrap().logits(&batch, &pass).unwrap();
         assert!(max_diff(&per_batch, &once) < 1e-2, "bf16 cast once vs per batch: {}", max_diff(&per_batch, &once));
         assert!(max_diff(&fp32, &once) < 0.05);
+    }
+
+    #[test]
+    fn training_attention_computes_what_the_fused_kernel_does() {
+        // Dropout that (practically) never drops: the training path's own
+        // attention (mask and scale inside one batched product, then softmax,
+        // the keyed mask, times v) must give the fused kernel's result, over
+        // padding, at every position and at [CLS] alone.
+        let config = BertConfig::from_json(&SMALL.replace(
+            "\"hidden_size\":32,",
+            "\"hidden_size\":32,\"hidden_dropout_prob\":0.0,\"attention_probs_dropout_prob\":1e-12,",
+        ))
+        .unwrap();
+        tch::manual_seed(11);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = BertClassifier::new(&vs.root(), &config, 2);
+        let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
+        let batch = Batch { mask: ids.ne(0), ids };
+        let keys = DropoutKeys::new(5, 0, vec![0, 1], config.max_position_embeddings);
+        let _guard = tch::no_grad_guard();
+        let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            let train = Pass { precision, dropout: Dropout::Keyed(&keys) };
+            assert!(train.dropout.is_on());
+            let eval = Pass::eval(precision);
+            let tol = if precision == Precision::Fp32 { 1e-5 } else { 0.05 };
+            let (a, b) = (model.hidden_states(&batch, &train).unwrap(), model.hidden_states(&batch, &eval).unwrap());
+            // Padded positions attend too (their outputs are never read), so compare tokens only.
+            let tokens = batch.mask.unsqueeze(-1);
+            let d = max_diff(&a.f_mul(&tokens).unwrap(), &b.f_mul(&tokens).unwrap());
+            assert!(d < tol, "{precision:?} hidden states differ by {d}");
+            let (a, b) = (model.logits(&batch, &train).unwrap(), model.logits(&batch, &eval).unwrap());
+            assert!(max_diff(&a, &b) < tol, "{precision:?} logits differ by {}", max_diff(&a, &b));
+        }
     }
 }
