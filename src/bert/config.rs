@@ -239,7 +239,7 @@ impl BertConfig {
             let label2id: Map<String, Value> =
                 labels.names.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i as u64))).collect();
             map.insert("label2id".into(), Value::Object(label2id));
-            if labels.names != labels.values {
+            if labels.is_named() {
                 map.insert(LABEL_VALUES.into(), serde_json::json!(labels.values));
             }
             map.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));

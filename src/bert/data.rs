@@ -91,6 +91,12 @@ impl LineCounter {
 pub const DEFAULT_TEXT_COLUMN: &str = "titletext";
 pub const DEFAULT_LABEL_COLUMN: &str = "label";
 
+/// How every CSV file here is read: a header row, rows of any length (each
+/// is checked against the header, naming its line).
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes)
+}
+
 /// The columns a CSV file's header row names (a BOM and spaces trimmed).
 fn header_names(rdr: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>> {
     let header = match rdr.byte_headers() {
@@ -119,7 +125,7 @@ fn header_names(rdr: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>
 /// header cannot be read (reading it for real says why).
 pub fn has_column(path: &Path, column: &str) -> Option<bool> {
     let bytes = utf8_or_windows_1252(std::fs::read(path).ok()?);
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
+    let mut rdr = csv_reader(&bytes);
     Some(header_names(&mut rdr, path).ok()?.iter().any(|n| n == column))
 }
 
@@ -131,7 +137,7 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
         Ok(b) => utf8_or_windows_1252(b),
         Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
     };
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes.as_slice());
+    let mut rdr = csv_reader(&bytes);
     let names = header_names(&mut rdr, path)?;
     let find = |col: &str, flag: &str| -> Result<usize> {
         match names.iter().position(|n| n == col) {
@@ -312,6 +318,11 @@ impl Labels {
         Ok(self)
     }
 
+    /// Whether the user named the classes (names differ from the CSV values).
+    pub fn is_named(&self) -> bool {
+        self.names != self.values
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }
@@ -331,10 +342,10 @@ impl Labels {
         for (i, v) in self.values.iter().enumerate() {
             index.insert(v.as_str(), i as i64);
         }
-        let known = if self.names == self.values {
-            self.values.join(", ")
-        } else {
+        let known = if self.is_named() {
             self.values.iter().zip(&self.names).map(|(v, n)| format!("{v}={n}")).collect::<Vec<_>>().join(", ")
+        } else {
+            self.values.join(", ")
         };
         split
             .labels

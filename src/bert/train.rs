@@ -324,7 +324,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         ranks: cluster.size(),
         nodes: cluster.nodes(),
         labels: data.labels.names.clone(),
-        label_values: if data.labels.names == data.labels.values { Vec::new() } else { data.labels.values.clone() },
+        label_values: if data.labels.is_named() { data.labels.values.clone() } else { Vec::new() },
         train_rows: data.train.len(),
         valid_rows: data.valid.len(),
         test_rows: data.test.as_ref().map(|t| t.0.len()),
@@ -507,15 +507,21 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         bail_usage!("{} has no rows to validate on", files.valid.display());
     }
     let test_split = match files.test.as_deref() {
-        // An unlabelled test set (as Kaggle's are) cannot be scored; say what to do with it.
-        Some(p) if data::has_column(p, &cfg.label_column) == Some(false) => bail_usage!(
-            "{} has no '{}' column to score the model on: label it (--label-column names the column), or move it out of {} and classify it after training with `bert-classifier predict -m {} --csv FILE`",
-            p.display(),
-            cfg.label_column,
-            cfg.source.display(),
-            cfg.output.display()
-        ),
-        Some(p) => Some(read(p)?),
+        // An unlabelled test set (as Kaggle's are) cannot be scored; say what
+        // to do with it. Its header is looked at again only when reading failed.
+        Some(p) => Some(read(p).map_err(|e| {
+            if data::has_column(p, &cfg.label_column) == Some(false) {
+                crate::cli::usage(format!(
+                    "{} has no '{}' column to score the model on: label it (--label-column names the column), or move it out of {} and classify it after training with `bert-classifier predict -m {} --csv FILE`",
+                    p.display(),
+                    cfg.label_column,
+                    cfg.source.display(),
+                    cfg.output.display()
+                ))
+            } else {
+                e
+            }
+        })?),
         None => None,
     };
     let encode = |s: &Split| -> Result<Encoded> {
