@@ -36,8 +36,8 @@ EVAL_FREQUENCY = 100
 VALIDATION_SIZE = 5000
 PIXEL_DEPTH = 255
 # The offline sample's split, as mnist-cnn makes it (src/mnist/data.rs).
-SAMPLE_VALIDATION = 500
-SAMPLE_TEST = 500
+SAMPLE_VALIDATION = 250
+SAMPLE_TEST = 250
 
 
 def read_idx(path, dims):
