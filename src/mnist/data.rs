@@ -194,7 +194,7 @@ fn load_idx_dir(dir: &Path) -> Result<Splits> {
         let bytes = std::fs::read(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
         if unpacked {
             notes.push(format!("Reading {}", path.display()));
-            return download::verify(&path, &bytes, file, |b| Ok(b.to_vec()));
+            return download::verify_unpacked(&path, bytes, file);
         }
         notes.push(format!("Extracting {}", path.display()));
         download::verify(&path, &bytes, file, |b| gunzip(&path, b))

@@ -153,25 +153,39 @@ pub fn verify(
     if packed_sum == file.sha256 {
         return unpack(packed);
     }
-    let not_mnist = |what: String| {
-        usage(format!(
-            "{} is not MNIST's published file ({what}); it may be corrupt or partial: delete it and run again to fetch it",
-            path.display()
-        ))
-    };
     let Ok(unpacked) = unpack(packed) else {
-        return Err(not_mnist(format!("sha256 {packed_sum}, expected {}, and it does not unpack", file.sha256)));
+        return Err(not_mnist(path, format!("sha256 {packed_sum}, expected {}, and it does not unpack", file.sha256)));
     };
+    check_unpacked(path, unpacked, file, "it unpacks to")
+}
+
+/// Checks an unpacked IDX file on disk (what `gunzip` leaves) against the
+/// published sum of the unpacked file, and hands its bytes back.
+pub fn verify_unpacked(path: &Path, bytes: Vec<u8>, file: &Published) -> Result<Vec<u8>> {
+    check_unpacked(path, bytes, file, "it has")
+}
+
+fn check_unpacked(path: &Path, unpacked: Vec<u8>, file: &Published, it_holds: &str) -> Result<Vec<u8>> {
     let got = sha256_hex(&unpacked);
     if got != file.unpacked_sha256 {
-        return Err(not_mnist(format!(
-            "it unpacks to {} bytes with sha256 {got}, expected {} with {}",
-            unpacked.len(),
-            file.unpacked_bytes,
-            file.unpacked_sha256
-        )));
+        return Err(not_mnist(
+            path,
+            format!(
+                "{it_holds} {} bytes with sha256 {got}, expected {} with {}",
+                unpacked.len(),
+                file.unpacked_bytes,
+                file.unpacked_sha256
+            ),
+        ));
     }
     Ok(unpacked)
+}
+
+fn not_mnist(path: &Path, what: String) -> anyhow::Error {
+    usage(format!(
+        "{} is not MNIST's published file ({what}); it may be corrupt or partial: delete it and run again to fetch it",
+        path.display()
+    ))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -213,5 +227,9 @@ mod tests {
         let err = verify(path, b"x", &FILES[3], |_| Ok(vec![0u8; 10_008])).unwrap_err();
         assert!(err.to_string().contains("unpacks to 10008 bytes with sha256"), "{err}");
         assert!(err.to_string().contains("delete it and run again"), "{err}");
+        // An unpacked file is checked against the unpacked sum alone.
+        let err = verify_unpacked(Path::new("d/x"), vec![0u8; 10_008], &FILES[3]).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_USAGE);
+        assert!(err.to_string().contains("d/x is not MNIST's published file (it has 10008 bytes with sha256"), "{err}");
     }
 }
