@@ -326,6 +326,7 @@ impl Cluster {
     pub fn abort(&self, code: i32) -> ! {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
+        let_launcher_forward_output();
         self.world.abort(code)
     }
 }
@@ -334,8 +335,17 @@ impl Cluster {
 pub fn abort_world(code: i32) {
     if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
         let _ = std::io::stderr().flush();
+        let_launcher_forward_output();
         SimpleCommunicator::world().abort(code);
     }
+}
+
+/// The error line sits in the pipe to the launcher's proxy, and an abort makes
+/// hydra (and srun) tear the job down at once: without a pause the line was lost
+/// in about one run in seven. A moment before aborting costs nothing on a job
+/// that is ending anyway.
+fn let_launcher_forward_output() {
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 /// Splits `total` items over `parts` as evenly as possible: part `i` gets
