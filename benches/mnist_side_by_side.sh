@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mnist-cnn side by side with its PyTorch port (benches/python/mnist_convolutional.py):
-# same data (the offline sample, or --data-dir), same model, schedule, batch 64,
+# same data (the offline 5,000-digit sample), same model, schedule, batch 64,
 # evaluation every 100 steps, same threads. Each configuration runs REPEATS times,
 # alternating, and the median is reported. Prints a Markdown table (the README's):
 #   1. our fp32 ms/step vs PyTorch's (goal: ours <= 0.9x)
@@ -28,14 +28,14 @@ trap 'rm -rf "$tmp"' EXIT
 export HPCML_PROGRESS=off
 
 ours() { # NAME RANKS PRECISION
-  mpiexec -n "$2" "$bin" --epochs "$epochs" --threads "$threads" --device cpu --precision "$3" \
+  mpiexec -n "$2" "$bin" --sample --epochs "$epochs" --threads "$threads" --device cpu --precision "$3" \
     -o "$tmp/out-$1-$i" --json "$tmp/$1-$i.json" >/dev/null
 }
 # Two independent single-rank runs of batch 32 at once (NAME-a, NAME-b).
 halves() { # NAME
-  "$bin" --epochs "$epochs" --threads "$threads" --device cpu --batch-size 32 -o "$tmp/out-$1-a-$i" --json "$tmp/$1-a-$i.json" >/dev/null &
+  "$bin" --sample --epochs "$epochs" --threads "$threads" --device cpu --batch-size 32 -o "$tmp/out-$1-a-$i" --json "$tmp/$1-a-$i.json" >/dev/null &
   local other=$!
-  "$bin" --epochs "$epochs" --threads "$threads" --device cpu --batch-size 32 -o "$tmp/out-$1-b-$i" --json "$tmp/$1-b-$i.json" >/dev/null
+  "$bin" --sample --epochs "$epochs" --threads "$threads" --device cpu --batch-size 32 -o "$tmp/out-$1-b-$i" --json "$tmp/$1-b-$i.json" >/dev/null
   wait "$other"
 }
 theirs() { # NAME [FLAGS...]

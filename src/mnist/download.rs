@@ -100,7 +100,7 @@ pub fn fetch(dir: &Path, file: &Published) -> Result<u64> {
         }
     }
     bail_usage!(
-        "cannot download MNIST's {} into {} ({}); put the four MNIST .gz files there yourself (see data/mnist.md), or leave out --data-dir to train on the offline sample",
+        "cannot download MNIST's {} into {} ({}); put the four MNIST .gz files there yourself (see data/mnist.md), or leave out --data-dir to train offline",
         file.name,
         dir.display(),
         failures.join("; ")

