@@ -44,9 +44,14 @@ pub struct TrainerState {
 impl TrainerState {
     fn check_matches(&self, want: &TrainerState, path: &Path) -> Result<()> {
         let describe = |s: &TrainerState| {
+            let data = match s.data_kind.as_str() {
+                "sample" => "the offline sample (--sample)",
+                "self-test" => "self-test data (--self-test)",
+                _ => "MNIST",
+            };
             format!(
-                "--seed {} --batch-size {} on {} data ({}/{}/{} train/validation/test)",
-                s.seed, s.batch_size, s.data_kind, s.data_sizes[0], s.data_sizes[1], s.data_sizes[2]
+                "--seed {} --batch-size {} on {data}, {}/{}/{} train/validation/test",
+                s.seed, s.batch_size, s.data_sizes[0], s.data_sizes[1], s.data_sizes[2]
             )
         };
         if self.workload != want.workload || self.format != want.format {
