@@ -228,6 +228,7 @@ fn tutorial_splits(train: Digits, test: Digits, path: String, notes: Vec<String>
     let train = train.slice(VALIDATION_SIZE..train.len());
     Ok(Splits::new(train, validation, test, "mnist", path, notes))
 }
+
 /// Parses an images file and a labels file and checks they describe the same digits.
 fn pair(dir: &Path, images: Vec<u8>, labels: Vec<u8>, images_name: &str, labels_name: &str) -> Result<Digits> {
     let at = |name: &str| dir.join(name).display().to_string();
@@ -608,6 +609,25 @@ mod tests {
             "line 3: label 12 is not a digit 0-9"
         );
         assert!(parse_digits_csv(b"label,1x1\n", LabelAt::First).unwrap_err().contains("no digits"));
+    }
+
+    #[test]
+    fn csv_fields_are_whole_numbers_0_to_255() {
+        for (field, want) in [("0", 0), ("7", 7), ("255", 255), ("12.0", 12), (" 7", 7), ("9 ", 9), ("007", 7)] {
+            assert_eq!(byte_value(field), Ok(want), "{field:?}");
+        }
+        for (field, says) in [
+            ("256", "256 is not a pixel value"),
+            ("999", "not a pixel"),
+            ("1.5", "not a pixel"),
+            ("-1", "not a pixel"),
+            ("", "'' is not a number"),
+            ("x", "'x' is not a number"),
+            ("1e9", "not a pixel"),
+        ] {
+            let err = byte_value(field).unwrap_err();
+            assert!(err.contains(says), "{field:?}: {err}");
+        }
     }
 
     #[test]

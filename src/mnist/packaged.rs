@@ -4,9 +4,8 @@
 //! test digits as CSV: a header, then a label and 784 pixels a row. Written
 //! back as IDX files they are byte for byte the ones MNIST's authors
 //! published; each is checked against the published SHA-256 of the unpacked
-//! file before it is gzipped into `--data-dir` (or trained on in memory
-//! when no `--data-dir` is given), so what trains is MNIST
-//! whatever the package holds.
+//! file before it is gzipped into `--data-dir`, or trained on in memory when
+//! no data flag is given, so what trains is MNIST whatever the package holds.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
