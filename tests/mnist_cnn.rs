@@ -416,7 +416,7 @@ fn full_mnist_from_the_pypi_copy_is_the_published_files_and_trains_on_two_ranks(
     );
     for f in &FILES {
         let unpacked = gunzip(&dir.join(f.name));
-        assert_eq!((unpacked.len() as u64, sha256_hex(&unpacked).as_str()), (f.unpacked_bytes, f.unpacked_sha256));
+        assert_eq!((unpacked.len() as u64, sha256_hex(&[&unpacked]).as_str()), (f.unpacked_bytes, f.unpacked_sha256));
     }
     let rec = json(&out.path().join("metrics.json"));
     assert_eq!(rec["data"]["kind"], "mnist");

