@@ -15,9 +15,12 @@
 # tutorial's), BF16=1 adds bf16 rows (autocast on the Python side) and a table
 # of our bf16 against the tutorial's fp32 recipe, MODEL (a local model
 # directory), REPEATS (default 1): rounds of the side-by-side runs, alternating,
-# whose medians the tables show; SKIP_MPI=1 skips the 2-rank runs;
-# SCALING_REPEATS (default 3): rounds of 1 rank, 2 ranks and two independent
-# half-batch runs at once (the machine's ceiling for 2 ranks), alternating.
+# whose medians the tables show (0 runs only the scaling rounds); SKIP_MPI=1
+# skips the 2-rank runs; SCALING_REPEATS (default 3): rounds of 1 rank, 2 ranks
+# and two independent half-batch runs at once (the machine's ceiling for 2
+# ranks), then 2 ranks of 16 texts each (global batch 32, the way Horovod-style
+# throughput scaling is usually measured) and two independent 1-rank runs of
+# batch 16 at once (its ceiling), alternating.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -49,14 +52,15 @@ rust() {
     --epochs "$epochs" --precision "$prec" "$@" >"$out.log" 2>&1 || { cat "$out.log" >&2; exit 1; }
   "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({"train": r["train_samples_per_second"], "infer": r["test_samples_per_second"], "acc": r["best_valid_accuracy"]}))' "$out/results.json"
 }
-# Two independent 1-rank runs of half the batch at once, no communication:
-# the most a 2-rank run could reach on this machine. -> JSON line, training samples/s summed
-halves() { # TAG
-  rust fake-news fp32 1 "$1-a" --batch-size 8 >"$tmp/halves-a" &
+# Two independent 1-rank runs of batch BATCH at once, no communication: the
+# most a 2-rank run of BATCH per rank could reach on this machine.
+# -> JSON line, training samples/s summed
+pair() { # TAG BATCH
+  rust fake-news fp32 1 "$1-a" --batch-size "$2" >"$tmp/pair-a" &
   local other=$!
-  rust fake-news fp32 1 "$1-b" --batch-size 8 >"$tmp/halves-b"
+  rust fake-news fp32 1 "$1-b" --batch-size "$2" >"$tmp/pair-b"
   wait "$other"
-  "$py" -c 'import json,sys; print(json.dumps({"train": sum(json.load(open(f))["train"] for f in sys.argv[1:])}))' "$tmp/halves-a" "$tmp/halves-b"
+  "$py" -c 'import json,sys; print(json.dumps({"train": sum(json.load(open(f))["train"] for f in sys.argv[1:])}))' "$tmp/pair-a" "$tmp/pair-b"
 }
 # python DATA PRECISION -> JSON line of the run's figures
 python_peer() {
@@ -83,14 +87,16 @@ if [[ ${SKIP_MPI:-0} != 1 ]]; then
     echo "scaling round $i of ${SCALING_REPEATS:-3}" >&2
     one=$(rust fake-news fp32 1 "r$i")
     two=$(rust fake-news fp32 2 "r$i")
-    half=$(halves "r$i")
-    echo "{\"one\": $one, \"two\": $two, \"halves\": $half}" >>"$scaling"
+    half=$(pair "h$i" 8)
+    weak=$(rust fake-news fp32 2 "w$i" --batch-size 32)
+    whole=$(pair "p$i" 16)
+    echo "{\"one\": $one, \"two\": $two, \"halves\": $half, \"weak\": $weak, \"wholes\": $whole}" >>"$scaling"
   done
 fi
 
 "$py" - "$results" "$scaling" "$threads" "$epochs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" <<'PY'
 import json, os, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
+runs = [json.loads(l) for l in open(sys.argv[1])] if os.path.exists(sys.argv[1]) else []
 # One row per data set and precision: the median of each figure over the rounds.
 rows = []
 for key in dict.fromkeys((r["data"], r["precision"]) for r in runs):
@@ -103,8 +109,9 @@ threads, epochs, cpu = sys.argv[3], sys.argv[4], sys.argv[5].strip()
 names = {"fake-news": "fake-news (tutorial CSVs, long texts)", "sms": "SMS-like spam/ham (short texts)"}
 goals = {("fake-news", "train"): 1.5, ("sms", "train"): 3.0, ("fake-news", "infer"): 2.0, ("sms", "infer"): 2.0}
 print(f"bert-classifier vs transformers, all-MiniLM-L6-v2, {threads} thread(s) per process, {epochs} epoch(s), batch 16, {cpu}; median of {rounds} alternating round(s)\n")
-print("| data set | precision | figure | transformers (Python) | bert-classifier | ratio | goal |")
-print("|---|---|---|---:|---:|---:|---:|")
+if rows:
+    print("| data set | precision | figure | transformers (Python) | bert-classifier | ratio | goal |")
+    print("|---|---|---|---:|---:|---:|---:|")
 for r in rows:
     p, q = r["python"], r["rust"]
     for key, label in [("train", "training samples/s"), ("infer", "inference samples/s")]:
@@ -124,9 +131,12 @@ if scaling:
     def median_train(key):
         vals = [r[key]["train"] for r in scaling]
         return statistics.median(vals), " [" + ", ".join(f"{v:.2f}" for v in vals) + "]"
-    (one, one_s), (two, two_s), (half, half_s) = map(median_train, ("one", "two", "halves"))
+    (one, one_s), (two, two_s), (half, half_s), (weak, weak_s), (whole, whole_s) = map(
+        median_train, ("one", "two", "halves", "weak", "wholes"))
     print(f"\n| bert-classifier, fake-news, fp32, training samples/s (median of {len(scaling)} alternating runs) | 1 rank x {threads} thread | 2 ranks x {threads} thread | 2 ranks / 1 rank | goal |")
     print("|---|---:|---:|---:|---:|")
     print(f"| 2 ranks vs 1 rank | {one:.2f}{one_s} | {two:.2f}{two_s} | {two / one:.2f}x | >= 1.8x |")
     print(f"| (two independent 1-rank runs of batch 8 at once, summed: this machine's ceiling for 2 ranks) | {one:.2f} | {half:.2f}{half_s} | {half / one:.2f}x | |")
+    print(f"| 16 texts per rank: 2 ranks (global batch 32) vs 1 rank (16) | {one:.2f} | {weak:.2f}{weak_s} | {weak / one:.2f}x | |")
+    print(f"| (two independent 1-rank runs of batch 16 at once, summed: the ceiling for 16 per rank) | {one:.2f} | {whole:.2f}{whole_s} | {whole / one:.2f}x | |")
 PY
