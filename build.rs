@@ -24,15 +24,19 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
-    compile_packed_linear();
+    compile_shims();
 }
 
-// src/bert/packed_linear.cpp reaches two libtorch operators tch does not wrap; it
-// is compiled against the headers of the libtorch torch-sys found (its
-// `include` beside `lib`), with the C++ ABI torch-sys uses (1 unless
-// LIBTORCH_CXX11_ABI says otherwise).
-fn compile_packed_linear() {
-    println!("cargo:rerun-if-changed=src/bert/packed_linear.cpp");
+// The C++ shims (packed_linear.cpp, fused_optim.cpp, upload.cpp) reach libtorch
+// operators tch does not wrap, or calls it wraps only with a warning. They are
+// compiled against the headers of the libtorch torch-sys found (its `include`
+// beside `lib`), with the C++ ABI torch-sys uses (1 unless LIBTORCH_CXX11_ABI
+// says otherwise).
+fn compile_shims() {
+    const SHIMS: [&str; 3] = ["src/bert/packed_linear.cpp", "src/train/fused_optim.cpp", "src/device/upload.cpp"];
+    for f in SHIMS.iter().chain(&["src/shim_errors.h"]) {
+        println!("cargo:rerun-if-changed={f}");
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
@@ -47,6 +51,6 @@ fn compile_packed_linear() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("src/bert/packed_linear.cpp")
-        .compile("hpcml_packed_linear");
+        .files(SHIMS)
+        .compile("hpcml_shims");
 }

@@ -178,6 +178,12 @@ pub fn switched_off(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v.trim() == "0")
 }
 
+/// Whether the environment switches a measure that is off by default on with
+/// `NAME=1` (`HPCML_CUDNN_ATTENTION`: for comparisons).
+pub fn switched_on(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.trim() == "1")
+}
+
 /// Parses a count the way people write them: `10000000`, `10_000_000`, `10,000,000`,
 /// `1e9`, `2.5e9`. Must be a whole number in 1..=u64::MAX.
 pub fn parse_count(what: &str, text: &str) -> Result<u64, String> {

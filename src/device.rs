@@ -313,8 +313,43 @@ pub fn cuda_tf32() -> bool {
     unsafe { torch_ffi::allow_tf32_cublas(torch_ffi::global_context()) }
 }
 
+/// Lets scaled-dot-product attention use cuDNN's kernels, or keeps it on the
+/// flash and memory-efficient ones. cuDNN's build an execution plan for every
+/// new input shape, tens of milliseconds each; with BERT's dynamic padding
+/// nearly every evaluation batch is a new shape, and an H100 spent ten times
+/// longer planning than computing. Off unless `HPCML_CUDNN_ATTENTION=1` (for
+/// comparison).
+#[cfg(feature = "torch")]
+pub fn set_cudnn_attention_from_env() {
+    let on = crate::cli::switched_on("HPCML_CUDNN_ATTENTION");
+    // SAFETY: as in `set_cuda_tf32`: a process-wide object and a plain setter.
+    unsafe { torch_ffi::set_sdp_use_cudnn(torch_ffi::global_context(), on) }
+}
+
+/// Whether attention may run on cuDNN (see [`set_cudnn_attention_from_env`]).
+#[cfg(feature = "torch")]
+pub fn cudnn_attention() -> bool {
+    // SAFETY: as in `set_cuda_tf32`; the getter only reads a flag.
+    unsafe { torch_ffi::user_enabled_cudnn_sdp(torch_ffi::global_context()) }
+}
+
+/// `t`, a CPU tensor, on `device` without stalling the host: through pinned
+/// memory and an asynchronous copy (src/device/upload.cpp says why). A CPU
+/// `device` gets `t` itself.
+#[cfg(feature = "torch")]
+pub fn upload(t: &tch::Tensor, device: tch::Device) -> Result<tch::Tensor> {
+    let tch::Device::Cuda(index) = device else {
+        return Ok(t.shallow_clone());
+    };
+    crate::shim::new_tensor("copying a batch to the GPU", |out, err, len| {
+        // SAFETY: `t` is a live tensor; the shim writes a new one into `out`.
+        unsafe { torch_ffi::hpcml_upload(t.as_ptr(), index as std::ffi::c_int, out, err, len) }
+    })
+}
+
 /// libtorch C++ entry points tch does not wrap, by their Itanium-mangled names
-/// (stable across the libtorch 2.x releases tch 0.26 supports).
+/// (stable across the libtorch 2.x releases tch 0.26 supports), and the
+/// upload shim.
 #[cfg(feature = "torch")]
 mod torch_ffi {
     use std::ffi::c_void;
@@ -326,6 +361,17 @@ mod torch_ffi {
         pub fn set_allow_tf32_cublas(ctx: *mut c_void, allow: bool);
         #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
         pub fn allow_tf32_cublas(ctx: *const c_void) -> bool;
+        pub fn hpcml_upload(
+            t: *const torch_sys::C_tensor,
+            index: std::ffi::c_int,
+            out: *mut *mut torch_sys::C_tensor,
+            err: *mut std::ffi::c_char,
+            err_len: usize,
+        ) -> std::ffi::c_int;
+        #[link_name = "_ZN2at7Context14setSDPUseCuDNNEb"]
+        pub fn set_sdp_use_cudnn(ctx: *mut c_void, on: bool);
+        #[link_name = "_ZNK2at7Context19userEnabledCuDNNSDPEv"]
+        pub fn user_enabled_cudnn_sdp(ctx: *const c_void) -> bool;
     }
 }
 
@@ -413,5 +459,15 @@ mod tests {
         assert!(cuda_tf32());
         set_cuda_tf32(false);
         assert!(!cuda_tf32());
+    }
+
+    #[cfg(feature = "torch")]
+    #[test]
+    fn cudnn_attention_is_off_unless_asked_for() {
+        assert!(cudnn_attention(), "libtorch's default lets attention use cuDNN");
+        if std::env::var_os("HPCML_CUDNN_ATTENTION").is_none() {
+            set_cudnn_attention_from_env();
+            assert!(!cudnn_attention());
+        }
     }
 }

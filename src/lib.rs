@@ -18,4 +18,6 @@ pub mod mnist;
 pub mod pi;
 pub mod report;
 #[cfg(feature = "torch")]
+mod shim;
+#[cfg(feature = "torch")]
 pub mod train;

@@ -204,16 +204,8 @@ fn kill_and_resume(ranks: usize, signal: &str) {
     let uninterrupted = finish(&flags(whole.path()));
 
     let cut = tempfile::tempdir().unwrap();
-    let cmd = line(&flags(cut.path()));
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .env("HPCML_PROGRESS", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mnist-cnn");
+    let (mut child, mut out) = start(&line(&flags(cut.path())));
     let pid = child.id().to_string();
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut seen = String::new();
     // Mid-way: after the checkpoint of step 10, before step 20.
     loop {
@@ -257,6 +249,52 @@ fn kill_and_resume(ranks: usize, signal: &str) {
             .collect::<Vec<_>>()
     };
     assert_eq!(hist(whole.path()), hist(cut.path()));
+}
+
+#[test]
+fn a_second_ctrl_c_ends_the_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Steps of 2,048 digits last about a second: the first signal is taken
+    // and the second arrives before the step ends and a checkpoint is made.
+    let (mut child, mut out) = start(&[
+        s(&exe(BIN)),
+        "--sample",
+        "--epochs",
+        "50",
+        "--batch-size",
+        "2048",
+        "--threads",
+        "1",
+        "-o",
+        s(dir.path()),
+    ]);
+    let pid = child.id().to_string();
+    let mut seen = String::new();
+    while !seen.contains("Validation error: ") {
+        if out.read_line(&mut seen).expect("read stdout") == 0 {
+            panic!("mnist-cnn ended before its first evaluation: {seen}");
+        }
+    }
+    // Apart, or the kernel merges them into one pending signal.
+    let twice = format!("kill -INT {pid}; sleep 0.2; kill -INT {pid}");
+    assert!(Command::new("sh").args(["-c", &twice]).status().expect("kill").success());
+    out.read_to_string(&mut seen).expect("read the rest");
+    assert_eq!(wait_with_limit(&mut child, Duration::from_secs(30)), Some(130), "{seen}");
+    assert!(!seen.contains("Stopped by"), "{seen}");
+}
+
+/// Starts a command line (a program and its arguments) with its output piped,
+/// and returns it with a reader of its stdout.
+fn start<S: AsRef<std::ffi::OsStr>>(cmd: &[S]) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("HPCML_PROGRESS", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mnist-cnn");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    (child, out)
 }
 
 fn wait_with_limit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {

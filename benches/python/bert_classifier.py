@@ -52,13 +52,19 @@ def main():
     ap.add_argument("--text-column", default="titletext")
     ap.add_argument("--label-column", default="label")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = torch.device("cpu")
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    device = torch.device(args.device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    def sync():
+        # GPU work is queued: the clock is read once it is done.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     train_t, train_l = read(os.path.join(args.source, "train.csv"), args.text_column, args.label_column)
     valid_t, valid_l = read(os.path.join(args.source, "valid.csv"), args.text_column, args.label_column)
@@ -93,6 +99,7 @@ def main():
         loss_sum, correct, n = 0.0, 0, 0
         with torch.no_grad(), autocast:
             for ids, mask, y in batches:
+                ids, mask, y = ids.to(device), mask.to(device), y.to(device)
                 out = model(input_ids=ids, attention_mask=mask, labels=y)
                 loss_sum += out.loss.item()
                 correct += (out.logits.argmax(-1) == y).sum().item()
@@ -112,11 +119,13 @@ def main():
             if step >= total:
                 break
             t0 = time.perf_counter()
+            ids, mask, y = ids.to(device), mask.to(device), y.to(device)
             with autocast:
                 out = model(input_ids=ids, attention_mask=mask, labels=y)
             optimizer.zero_grad()
             out.loss.backward()
             optimizer.step()
+            sync()
             train_seconds += time.perf_counter() - t0
             samples += len(y)
             running += out.loss.item()
@@ -129,12 +138,15 @@ def main():
                     best_loss, best_acc = vloss, vacc
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
+    sync()
     t0 = time.perf_counter()
     test_loss, test_acc = evaluate(test_b)
+    sync()
     test_seconds = time.perf_counter() - t0
     print(json.dumps({
         "implementation": "transformers " + __import__("transformers").__version__ + ", torch " + torch.__version__,
         "precision": args.precision,
+        "device": args.device,
         "threads": args.threads,
         "steps": step,
         "train_samples_per_second": samples / train_seconds,

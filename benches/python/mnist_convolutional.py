@@ -126,7 +126,8 @@ def main():
     p.add_argument("--data-dir")
     p.add_argument("--self-test", action="store_true")
     p.add_argument("--channels-last", action="store_true", help="NHWC tensors (what TensorFlow uses)")
-    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16 on the CPU")
+    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the data moves to the GPU once, as a PyTorch user would)")
     p.add_argument("--json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,13 +136,19 @@ def main():
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = load(args)
     epochs = 1 if args.self_test else args.epochs
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    train_x, val_x, test_x = (torch.from_numpy(a).contiguous(memory_format=fmt) for a in (train_x, val_x, test_x))
-    train_y, val_y, test_y = (torch.from_numpy(a) for a in (train_y, val_y, test_y))
+    device = torch.device(args.device)
+    train_x, val_x, test_x = (torch.from_numpy(a).to(device).contiguous(memory_format=fmt) for a in (train_x, val_x, test_x))
+    train_y, val_y, test_y = (torch.from_numpy(a).to(device) for a in (train_y, val_y, test_y))
     train_size, batch = len(train_y), args.batch_size
 
-    model = Model().to(memory_format=fmt)
+    model = Model().to(device, memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def sync():
+        # GPU work is queued: the clock is read once it is done.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def evaluate(x, y):
         model.eval()
@@ -174,6 +181,7 @@ def main():
         loss.backward()
         opt.step()
         if step % args.eval_frequency == 0 or step == steps - 1:
+            sync()
             now = time.perf_counter()
             ms = 1000 * (now - start) / (step - last)
             start, last = now, step
@@ -184,6 +192,7 @@ def main():
             print(f"Validation error: {val:.1f}%")
             log.append({"step": step, "loss": loss.item(), "validation_error": val})
             sys.stdout.flush()
+    sync()
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - cpu0
     test = evaluate(test_x, test_y)
@@ -196,6 +205,7 @@ def main():
                     "threads": args.threads,
                     "channels_last": args.channels_last,
                     "bf16": args.bf16,
+                    "device": args.device,
                     "steps": steps,
                     "seconds": seconds,
                     "ms_per_step": 1000 * seconds / steps,

@@ -25,6 +25,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::model::Batch;
 use crate::bail_usage;
+use crate::device::upload;
 use crate::train::rng::{derive, epoch_order, SplitMix64};
 
 /// Batches per pool that are sorted by length together.
@@ -403,7 +404,7 @@ impl Encoded {
 
     pub fn labels_of(&self, rows: &[usize], device: Device) -> Result<Tensor> {
         let v: Vec<i64> = rows.iter().map(|&r| self.labels[r]).collect();
-        Ok(Tensor::f_from_slice(&v)?.f_to_device(device)?)
+        upload(&Tensor::f_from_slice(&v)?, device)
     }
 }
 
@@ -421,8 +422,8 @@ pub fn collate<'a>(rows: impl Iterator<Item = &'a [u32]> + Clone, pad_id: i64, d
     }
     let shape = [n as i64, len as i64];
     Ok(Batch {
-        ids: Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(device)?,
-        mask: Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_kind(Kind::Bool)?.f_to_device(device)?,
+        ids: upload(&Tensor::f_from_slice(&ids)?.f_view(shape)?, device)?,
+        mask: upload(&Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_kind(Kind::Bool)?, device)?,
     })
 }
 

@@ -152,7 +152,7 @@ impl DropoutKeys {
                 }
             }
         }
-        Ok(if device == Device::Cpu { mask } else { mask.f_to_device(device)? })
+        crate::device::upload(&mask, device)
     }
 }
 

@@ -20,18 +20,12 @@
 #include <ATen/core/stack.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstring>
-#include <exception>
 #include <optional>
 #include <string>
 
-namespace {
+#include "../shim_errors.h"
 
-void set_error(char* err, size_t len, const char* what) {
-  if (err == nullptr || len == 0) return;
-  std::strncpy(err, what, len - 1);
-  err[len - 1] = '\0';
-}
+namespace {
 
 c10::OperatorHandle op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
@@ -56,21 +50,6 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& packed, const std::o
   };
   op("mkldnn::_linear_pointwise").callBoxed(&stack);
   return stack.at(0).toTensor();
-}
-
-// Runs `make`, which returns a new tensor, into `*out`: 0, or 1 with the
-// exception's message (without C++ backtrace) in `err`.
-template <typename Make>
-int new_tensor(at::Tensor** out, char* err, size_t err_len, Make make) {
-  try {
-    *out = new at::Tensor(make());
-    return 0;
-  } catch (const c10::Error& e) {
-    set_error(err, err_len, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    set_error(err, err_len, e.what());
-  }
-  return 1;
 }
 
 struct TrainLinear : public torch::autograd::Function<TrainLinear> {
@@ -114,7 +93,7 @@ int hpcml_onednn_linear_available() {
 // `weight` [out, in] (fp32 or bf16, CPU) packed in oneDNN's layout for any
 // number of rows; a new tensor in `*out`. 0 on success.
 int hpcml_onednn_pack_linear_weight(const at::Tensor* weight, at::Tensor** out, char* err, size_t err_len) {
-  return new_tensor(out, err, err_len, [&] { return pack(*weight); });
+  return hpcml::new_tensor(out, err, err_len, [&] { return pack(*weight); });
 }
 
 // `x W^T + b` over the last dimension of `x`, with `packed` from
@@ -123,7 +102,7 @@ int hpcml_onednn_pack_linear_weight(const at::Tensor* weight, at::Tensor** out, 
 // "tanh" for gelu, else ""). No autograd. A new tensor in `*out`. 0 on success.
 int hpcml_onednn_linear(const at::Tensor* x, const at::Tensor* packed, const at::Tensor* bias, const char* attr,
                         const char* algorithm, at::Tensor** out, char* err, size_t err_len) {
-  return new_tensor(out, err, err_len, [&] {
+  return hpcml::new_tensor(out, err, err_len, [&] {
     std::optional<at::Tensor> b = bias == nullptr ? std::nullopt : std::optional<at::Tensor>(*bias);
     return pointwise(*x, *packed, b, attr, algorithm);
   });
@@ -133,7 +112,7 @@ int hpcml_onednn_linear(const at::Tensor* x, const at::Tensor* packed, const at:
 // CPU), the weight packed anew at each call. A new tensor in `*out`. 0 on success.
 int hpcml_onednn_linear_train(const at::Tensor* x, const at::Tensor* weight, const at::Tensor* bias, at::Tensor** out,
                               char* err, size_t err_len) {
-  return new_tensor(out, err, err_len, [&] { return TrainLinear::apply(*x, *weight, *bias); });
+  return hpcml::new_tensor(out, err, err_len, [&] { return TrainLinear::apply(*x, *weight, *bias); });
 }
 
 }  // extern "C"

@@ -17,9 +17,11 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::OnceLock;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
+
+use crate::shim::new_tensor;
 
 extern "C" {
     fn hpcml_onednn_linear_available() -> c_int;
@@ -97,22 +99,6 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
         // SAFETY: all tensors are live for the call.
         unsafe { hpcml_onednn_linear_train(x.as_ptr(), weight.as_ptr(), bias.as_ptr(), out, err, len) }
     })
-}
-
-/// Runs one call into packed_linear.cpp, which writes a new tensor into
-/// its `out` argument, or else a message into its `err` buffer; `what`
-/// starts the error.
-fn new_tensor(what: &str, call: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor> {
-    let mut out: *mut C_tensor = std::ptr::null_mut();
-    let mut err = [0 as c_char; 512];
-    if call(&mut out, err.as_mut_ptr(), err.len()) != 0 || out.is_null() {
-        // SAFETY: `err` was zeroed and the shim writes at most len - 1 bytes,
-        // so it holds a NUL-terminated string.
-        let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-        bail!("{what}: {msg}");
-    }
-    // SAFETY: on success `out` is a new tensor whose ownership passes to us.
-    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// A `[out, in]` weight and its bias, packed for `x W^T + b`.

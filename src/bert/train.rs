@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tch::{Kind, Tensor};
 
 use super::config::BertConfig;
 use super::data::{self, Encoded, Labels, SourceFiles, Split};
@@ -227,6 +228,9 @@ pub enum Outcome {
 pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<Outcome> {
     let signal = StopSignal::install()?;
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
+    device::set_cudnn_attention_from_env();
+    // Setting up CUDA replaces signal handlers; ours go back.
+    signal.reassert();
     let threads = device::apply_threads(cfg.threads, cluster.local_size());
     device::host_memory::keep_freed_memory();
     let out = &cfg.output;
@@ -351,6 +355,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
 
     let ctx = StepContext { cluster, cfg, clf: &clf, params: &params, data: &data, pad_id: tokenizer.pad_id };
     let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
+    let mut pending_loss: Option<(u64, Tensor)> = None;
     while state.step < total {
         let step = state.step;
         let epoch = (step / data.batches_per_epoch as u64) as usize;
@@ -364,12 +369,21 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         };
         let began = Instant::now();
         let (loss, stop) = ctx.train_step(&mut dp, &mut opt, &batch, step, signal.requested().is_some())?;
+        // The loss is read one step late, once the GPU is past it: reading it
+        // now would make the host wait for this step before queueing the next.
+        let reads_now = (step + 1) % eval_every == 0 || step + 1 == total || stop;
+        for (at, loss) in pending_loss.take().into_iter().chain(reads_now.then_some((step + 1, loss.shallow_clone()))) {
+            let value = loss.f_double_value(&[])?;
+            state.running_loss += value;
+            sink.step(at, total, value);
+        }
+        if !reads_now {
+            pending_loss = Some((step + 1, loss));
+        }
         state.train_seconds += began.elapsed().as_secs_f64();
         state.samples += batch.len() as u64;
-        state.running_loss += loss;
         state.steps_since_eval += 1;
         state.step += 1;
-        sink.step(state.step, total, loss);
 
         if state.step % eval_every == 0 || state.step == total {
             let mut sums = [state.running_loss];
@@ -577,12 +591,12 @@ impl StepContext<'_> {
         batch: &[usize],
         step: u64,
         stop: bool,
-    ) -> Result<(f64, bool)> {
+    ) -> Result<(Tensor, bool)> {
         let dealt = data::deal(batch, self.cluster.size());
         let rows = &dealt[dp.shard(dealt.len())];
         let weight = rows.len() as f64 / batch.len().max(1) as f64;
         let device = self.clf.vs.device();
-        let mut loss_value = 0.0;
+        let mut loss_value = Tensor::f_zeros([], (Kind::Double, tch::Device::Cpu))?;
         if !rows.is_empty() {
             seed_torch_for_step(self.cfg.seed, step);
             let keys = DropoutKeys::new(
@@ -601,7 +615,7 @@ impl StepContext<'_> {
             let loss = model::loss(&logits, &labels)?;
             let share = if weight == 1.0 { loss } else { loss.f_mul_scalar(weight)? };
             DataParallel::fresh_gradients(&share, self.params)?;
-            loss_value = share.f_double_value(&[])?;
+            loss_value = share.f_detach()?;
         } else {
             self.params.zero_grad();
         }
@@ -669,7 +683,7 @@ fn save_model(
 }
 
 fn save_checkpoint(path: &Path, params: &Params, opt: &Adam, state: &TrainerState) -> Result<()> {
-    let mut tensors: Vec<(String, tch::Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let mut tensors: Vec<(String, Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     tensors.extend(opt.state(params));
     let state = serde_json::to_value(state)?;
     Checkpoint::save(path, &tensors, &state)

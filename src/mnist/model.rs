@@ -98,7 +98,7 @@ impl Cnn {
         let mut h = h.f_linear(&c(&self.fc1_w), Some(&c(&self.fc1_b)))?;
         let mut h = h.f_relu_()?;
         if let Some(mask) = dropout {
-            h = h.f_mul(&mask.f_to_device(h.device())?.f_to_kind(h.kind())?)?;
+            h = h.f_mul(&crate::device::upload(mask, h.device())?.f_to_kind(h.kind())?)?;
         }
         Ok(h.f_linear(&c(&self.fc2_w), Some(&c(&self.fc2_b)))?.f_to_kind(Kind::Float)?)
     }

@@ -76,6 +76,8 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
     // First, so a signal during the (possibly long) data loading is not lost.
     let stop = StopSignal::install()?;
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
+    // Setting up CUDA replaces signal handlers; ours go back.
+    stop.reassert();
     let threads = device::apply_threads(cfg.threads, cluster.local_size());
     device::host_memory::keep_freed_memory();
     if cfg.batch_size < cluster.size() {

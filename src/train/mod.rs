@@ -16,6 +16,7 @@
 //! - [`precision`]: fp32 or bf16 compute with fp32 master weights.
 
 pub mod checkpoint;
+pub mod fused;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;

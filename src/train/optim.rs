@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use anyhow::{anyhow, Result};
 use tch::{Device, Kind, Tensor};
 
+use super::fused;
 use super::params::Params;
 
 pub trait Optimizer {
@@ -100,6 +101,24 @@ fn sgd_fused_cpu(p: &Tensor, g: &Tensor, buf: &Tensor, momentum: f32, decay: f32
 impl Optimizer for Sgd {
     fn step(&mut self, params: &Params, lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        if on_gpu(params) {
+            // One multi-tensor step per weight-decay value (two for MNIST).
+            let (with_grad, grads) = defined_grads(params);
+            // Per decay value, positions in `with_grad` (and `grads`).
+            let mut groups: Vec<(f64, Vec<usize>)> = Vec::new();
+            for (k, &i) in with_grad.iter().enumerate() {
+                match groups.iter_mut().find(|(d, _)| *d == self.decay[i]) {
+                    Some((_, members)) => members.push(k),
+                    None => groups.push((self.decay[i], vec![k])),
+                }
+            }
+            for (decay, members) in groups {
+                let at: Vec<usize> = members.iter().map(|&k| with_grad[k]).collect();
+                let (p, b, g) = (pick(&params.tensors, &at), pick(&self.bufs, &at), pick(&grads, &members));
+                fused::sgd(&p, &g, &b, decay, self.momentum, lr)?;
+            }
+            return Ok(());
+        }
         for ((p, buf), &decay) in params.tensors.iter().zip(self.bufs.iter_mut()).zip(&self.decay) {
             let g = p.grad();
             if !g.defined() {
@@ -166,6 +185,18 @@ impl Optimizer for Adam {
     fn step(&mut self, params: &Params, lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
+        if on_gpu(params) {
+            let (at, grads) = defined_grads(params);
+            let step = fused::AdamStep {
+                lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+                t: self.steps,
+            };
+            return fused::adam(&pick(&params.tensors, &at), &grads, &pick(&self.m, &at), &pick(&self.v, &at), &step);
+        }
         let bias1 = 1.0 - self.beta1.powi(self.steps as i32);
         let bias2_sqrt = (1.0 - self.beta2.powi(self.steps as i32)).sqrt();
         let c = AdamCoefficients::new(self, lr / bias1, bias2_sqrt);
@@ -195,6 +226,27 @@ impl Optimizer for Adam {
         self.steps = steps.f_to_kind(Kind::Int64)?.f_int64_value(&[0])?;
         Ok(())
     }
+}
+
+/// Whether every parameter is a contiguous float32 tensor on one GPU: the optimizers
+/// then step them all in a few multi-tensor kernels ([`fused`]).
+fn on_gpu(params: &Params) -> bool {
+    let Some(first) = params.tensors.first() else {
+        return false;
+    };
+    let device = first.device();
+    device.is_cuda()
+        && params.tensors.iter().all(|p| p.device() == device && p.kind() == Kind::Float && p.is_contiguous())
+}
+
+/// The gradients autograd defined, with their parameters' indices.
+fn defined_grads(params: &Params) -> (Vec<usize>, Vec<Tensor>) {
+    params.tensors.iter().enumerate().map(|(i, p)| (i, p.grad())).filter(|(_, g)| g.defined()).unzip()
+}
+
+/// The tensors of `ts` at `at`, in that order (shallow: they share memory).
+fn pick(ts: &[Tensor], at: &[usize]) -> Vec<Tensor> {
+    at.iter().map(|&i| ts[i].shallow_clone()).collect()
 }
 
 /// One Adam update with its scalars: in float64 for the tensor ops (which

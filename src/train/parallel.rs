@@ -352,7 +352,7 @@ impl<'c> DataParallel<'c> {
         for (i, base, n) in spans {
             let rows: Vec<i64> = (0..n).filter(|&r| mask[base + r] > 0.0).map(|r| r as i64).collect();
             let device = params.tensors[i].device();
-            out[i] = Some(Tensor::f_from_slice(&rows)?.f_to_device(device)?);
+            out[i] = Some(crate::device::upload(&Tensor::f_from_slice(&rows)?, device)?);
         }
         Ok(out)
     }
