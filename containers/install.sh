@@ -160,10 +160,18 @@ cmd_venv() {
     if [ "$f" = --no-deps ]; then into=bare; elif [ $into = args ]; then args+=(-r "$f"); else bare+=(-r "$f"); fi
   done
   [ ${#args[@]} -gt 0 ] || die "install.sh venv: no requirement file before --no-deps"
+  local avail
+  if ! compgen -G "$dir/lib/python3*/site-packages/torch" >/dev/null; then
+    avail=$(df -Pk "$dir" | awk 'NR == 2 {print $4}')
+    if [ "${avail:-0}" -lt $((8 * 1024 * 1024)) ]; then
+      die "only $((${avail:-0} / 1024)) MiB free under $dir: the venv needs about 8 GiB (torch and its CUDA libraries); free some space and run this again"
+    fi
+  fi
   log "pip install ${*} (torch is large: this takes a few minutes the first time)"
-  # torch and its CUDA wheels are about 5 GB: pip's cache would hold a second
-  # copy, and a small /tmp (tmpfs on some CI machines) cannot hold the unpacked
-  # wheels, which ran one machine out of space. Both stay beside the venv.
+  # torch and its CUDA wheels are about 5 GB (a CI run once ran out of space
+  # in this step): pip's cache would keep a second copy, and a small /tmp
+  # (tmpfs on some machines) cannot hold the wheels while they unpack, so
+  # there is no cache and the temporary files stay beside the venv.
   local tmp="$dir/.pip-tmp"
   mkdir -p "$tmp"
   PIP_NO_CACHE_DIR=1 TMPDIR="$tmp" "$dir/bin/pip" install -q --disable-pip-version-check "${args[@]}"
