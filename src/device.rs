@@ -333,18 +333,19 @@ pub fn cudnn_attention() -> bool {
     unsafe { torch_ffi::user_enabled_cudnn_sdp(torch_ffi::global_context()) }
 }
 
-/// `t`, a CPU tensor, on `device` without stalling the host: through pinned
-/// memory and an asynchronous copy (src/device/upload.cpp says why). A CPU
-/// `device` gets `t` itself.
+/// `t`, a CPU tensor, on `device` without stalling the host: on a GPU through
+/// pinned memory and an asynchronous copy (src/device/upload.cpp says why). A
+/// CPU `device` gets `t` itself; any other, a plain copy.
 #[cfg(feature = "torch")]
 pub fn upload(t: &tch::Tensor, device: tch::Device) -> Result<tch::Tensor> {
-    let tch::Device::Cuda(index) = device else {
-        return Ok(t.shallow_clone());
-    };
-    crate::shim::new_tensor("copying a batch to the GPU", |out, err, len| {
-        // SAFETY: `t` is a live tensor; the shim writes a new one into `out`.
-        unsafe { torch_ffi::hpcml_upload(t.as_ptr(), index as std::ffi::c_int, out, err, len) }
-    })
+    match device {
+        tch::Device::Cpu => Ok(t.shallow_clone()),
+        tch::Device::Cuda(index) => crate::shim::new_tensor("copying a batch to the GPU", |out, err, len| {
+            // SAFETY: `t` is a live tensor; the shim writes a new one into `out`.
+            unsafe { torch_ffi::hpcml_upload(t.as_ptr(), index as std::ffi::c_int, out, err, len) }
+        }),
+        _ => Ok(t.f_to_device(device)?),
+    }
 }
 
 /// libtorch C++ entry points tch does not wrap, by their Itanium-mangled names

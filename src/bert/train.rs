@@ -369,9 +369,10 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         };
         let began = Instant::now();
         let (loss, stop) = ctx.train_step(&mut dp, &mut opt, &batch, step, signal.requested().is_some())?;
+        let evaluates = (step + 1) % eval_every == 0 || step + 1 == total;
         // The loss is read one step late, once the GPU is past it: reading it
         // now would make the host wait for this step before queueing the next.
-        let reads_now = (step + 1) % eval_every == 0 || step + 1 == total || stop;
+        let reads_now = evaluates || stop;
         for (at, loss) in pending_loss.take().into_iter().chain(reads_now.then_some((step + 1, loss.shallow_clone()))) {
             let value = loss.f_double_value(&[])?;
             state.running_loss += value;
@@ -385,7 +386,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         state.steps_since_eval += 1;
         state.step += 1;
 
-        if state.step % eval_every == 0 || state.step == total {
+        if evaluates {
             let mut sums = [state.running_loss];
             dp.sum_metrics(&mut sums);
             let train_loss = sums[0] / state.steps_since_eval.max(1) as f64;
