@@ -46,7 +46,7 @@ struct Placement {
     /// The device to run on: cpu, cuda (each rank its node-local GPU), cuda:N, or auto (a GPU if there is one).
     #[arg(short = 'd', long, default_value = "auto")]
     device: DeviceRequest,
-    /// CPU threads per rank [default: this node's cores / its ranks].
+    /// CPU threads per rank [default: the physical cores this rank may use, divided among the ranks of its node bound to the same ones].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
     threads: Option<u16>,
     /// Compute precision: fp32, or bf16 (matmuls in bfloat16 on fp32 weights; GPUs, and CPUs with AVX512-BF16 or AMX).

@@ -47,7 +47,7 @@ struct Args {
     /// Untimed products before them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100_000), allow_negative_numbers = true)]
     warmup: u32,
-    /// CPU threads per rank [default: this node's cores / its ranks].
+    /// CPU threads per rank [default: the physical cores this rank may use, divided among the ranks of its node bound to the same ones].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096), allow_negative_numbers = true)]
     threads: Option<u16>,
     /// Peak GFLOPS per rank for % of peak: one figure, or per type like

@@ -47,7 +47,7 @@ struct Args {
     /// Where to train: cpu, cuda (the rank's local GPU), cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: DeviceRequest,
-    /// CPU threads per rank [default: this node's cores / its ranks].
+    /// CPU threads per rank [default: the physical cores this rank may use, divided among the ranks of its node bound to the same ones].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
     threads: Option<u16>,
     /// Directory for the checkpoint, config.json, metrics.json and training.png.

@@ -18,7 +18,7 @@ struct Args {
     /// Seed of the random stream.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// CPU threads per rank [default: this node's cores / its ranks].
+    /// CPU threads per rank [default: the physical cores this rank may use, divided among the ranks of its node bound to the same ones].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
     threads: Option<u16>,
     /// Where to draw samples: cpu, cuda (the rank's local GPU), cuda:N or auto.

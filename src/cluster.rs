@@ -18,6 +18,7 @@ use mpi::traits::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod cpus;
 // Hands out its buffers as tensors: only with libtorch.
 #[cfg(feature = "torch")]
 mod shared_sum;
@@ -34,6 +35,7 @@ pub struct Cluster {
     local_rank: usize,
     local_size: usize,
     nodes: usize,
+    default_threads: usize,
     host: String,
     scratch: RefCell<Vec<f32>>,
     // Dropped last: finalises MPI.
@@ -67,6 +69,7 @@ impl Cluster {
         let node = world.split_shared(world.rank());
         let local_rank = node.rank() as usize;
         let local_size = node.size() as usize;
+        let default_threads = node_thread_share(&node);
         let mut nodes = 0u64;
         world.all_reduce_into(&u64::from(local_rank == 0), &mut nodes, SystemOperation::sum());
         let host = mpi::environment::processor_name()
@@ -80,6 +83,7 @@ impl Cluster {
             local_rank,
             local_size,
             nodes: nodes as usize,
+            default_threads,
             host,
             scratch: RefCell::new(Vec::new()),
             _universe: universe,
@@ -107,6 +111,12 @@ impl Cluster {
     /// Number of nodes in the job.
     pub fn nodes(&self) -> usize {
         self.nodes
+    }
+
+    /// CPU threads this rank runs when `--threads` is not given: its share of
+    /// the physical cores it may use (see [`cpus`]).
+    pub fn default_threads(&self) -> usize {
+        self.default_threads
     }
 
     /// A shared-memory sum over all ranks, when they all run on one node and
@@ -346,6 +356,26 @@ pub fn abort_world(code: i32) {
 /// that is ending anyway.
 fn let_launcher_forward_output() {
     std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+/// This rank's default thread count: its physical cores (capped by a cgroup
+/// CPU quota), divided among the node's ranks whose CPU sets overlap its own.
+/// Collective over the node.
+fn node_thread_share(node: &SimpleCommunicator) -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mine = cpus::affinity();
+    let mut all = vec![0u64; cpus::MASK_WORDS * node.size() as usize];
+    node.all_gather_into(&mine.unwrap_or([0; cpus::MASK_WORDS])[..], &mut all[..]);
+    let masks: Vec<cpus::CpuMask> = all
+        .chunks_exact(cpus::MASK_WORDS)
+        .map(|c| {
+            let mut m = [0u64; cpus::MASK_WORDS];
+            m.copy_from_slice(c);
+            m
+        })
+        .collect();
+    let cores = mine.map_or(allowed, |m| cpus::physical_cores(&m, cpus::sysfs_core).min(allowed));
+    cpus::thread_share(mine.as_ref(), &masks, cores)
 }
 
 /// Splits `total` items over `parts` as evenly as possible: part `i` gets

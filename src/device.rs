@@ -127,18 +127,13 @@ fn pick(request: DeviceRequest, local_rank: usize, gpus: usize) -> Result<Device
     }
 }
 
-/// CPU threads per rank when the user gives none: the cores of this node shared
-/// evenly among its ranks, so two ranks on one node don't fight over the same cores.
-pub fn default_threads(local_size: usize) -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    (cores / local_size.max(1)).max(1)
-}
-
-/// Resolves `--threads` (0 or absent = default share) and applies it to libtorch.
-pub fn apply_threads(requested: Option<usize>, local_size: usize) -> usize {
+/// Resolves `--threads` (0 or absent: `default`, the rank's share of its
+/// node's cores, [`Cluster::default_threads`](crate::cluster::Cluster::default_threads))
+/// and applies it to libtorch.
+pub fn apply_threads(requested: Option<usize>, default: usize) -> usize {
     let n = match requested {
         Some(n) if n > 0 => n,
-        _ => default_threads(local_size),
+        _ => default.max(1),
     };
     #[cfg(feature = "torch")]
     {
@@ -424,12 +419,6 @@ mod tests {
         std::hint::black_box(x);
     }
 
-    #[test]
-    fn threads_share_the_node() {
-        let all = default_threads(1);
-        assert!(all >= 1);
-        assert_eq!(default_threads(all * 4), 1);
-    }
     #[test]
     fn counts_physical_cores_not_smt_siblings() {
         let two_smt = "processor\t: 0\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 1\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 2\nphysical id\t: 0\ncore id\t: 1\n\nprocessor\t: 3\nphysical id\t: 0\ncore id\t: 1\n";

@@ -150,3 +150,60 @@ fn a_failing_rank_ends_the_job_without_a_hang() {
     assert_ne!(r.code, 124, "timed out: the job hung");
     assert!(r.stderr.contains("pi.json"), "{}", r.stderr);
 }
+
+/// The CPUs this test process may use.
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+/// Physical cores among `cpus` (SMT siblings once), from sysfs.
+fn cores_among(cpus: &[usize]) -> usize {
+    let read = |c: usize, f: &str| std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu{c}/topology/{f}")).ok();
+    let ids: std::collections::BTreeSet<String> = cpus
+        .iter()
+        .map(|&c| match (read(c, "physical_package_id"), read(c, "core_id")) {
+            (Some(p), Some(k)) => format!("{}/{}", p.trim(), k.trim()),
+            _ => format!("cpu{c}"),
+        })
+        .collect();
+    ids.len()
+}
+
+fn threads_of_ranks(binding: &str, ranks: usize) -> Vec<u64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pi.json");
+    common::mpirun_bound(ranks, binding, "pi-mpi", &["1e6", "--json", path.to_str().unwrap()], 120).ok();
+    json(&path)["per_rank"].as_array().unwrap().iter().map(|r| r["threads"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn default_threads_follow_the_launchers_binding() {
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        eprintln!("skipped: one CPU allowed");
+        return;
+    }
+    let (a, b) = (cpus[0], cpus[1]);
+    // Two ranks bound to the same two CPUs share their cores.
+    let shared = (cores_among(&[a, b]) / 2).max(1) as u64;
+    assert_eq!(threads_of_ranks(&format!("user:{a}+{b},{a}+{b}"), 2), vec![shared, shared]);
+    // One rank bound to both runs on both cores; one bound to one CPU, on it.
+    assert_eq!(threads_of_ranks(&format!("user:{a}+{b}"), 1), vec![cores_among(&[a, b]) as u64]);
+    assert_eq!(threads_of_ranks(&format!("user:{a},{b}"), 2), vec![1, 1]);
+    if cpus.len() >= 4 {
+        // Ranks bound to cores of their own keep all of them (srun -c 2,
+        // Intel MPI's pinning): not the node's cores divided by its ranks.
+        let (c, d) = (cpus[2], cpus[3]);
+        let want = vec![cores_among(&[a, b]) as u64, cores_among(&[c, d]) as u64];
+        assert_eq!(threads_of_ranks(&format!("user:{a}+{b},{c}+{d}"), 2), want);
+    }
+}

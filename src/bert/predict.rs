@@ -229,7 +229,7 @@ pub struct PredictRun {
 pub fn placement(cluster: &Cluster, cfg: &PredictConfig) -> Result<crate::device::Device> {
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
     device::set_cudnn_attention_from_env();
-    device::apply_threads(cfg.threads, cluster.local_size());
+    device::apply_threads(cfg.threads, cluster.default_threads());
     device::host_memory::keep_freed_memory();
     Ok(dev)
 }

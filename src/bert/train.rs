@@ -231,7 +231,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     device::set_cudnn_attention_from_env();
     // Setting up CUDA replaces signal handlers; ours go back.
     signal.reassert();
-    let threads = device::apply_threads(cfg.threads, cluster.local_size());
+    let threads = device::apply_threads(cfg.threads, cluster.default_threads());
     device::host_memory::keep_freed_memory();
     let out = &cfg.output;
 

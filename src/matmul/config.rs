@@ -23,7 +23,7 @@ pub struct MatmulConfig {
     pub devices: Vec<DeviceRequest>,
     pub warmup: usize,
     pub repeats: usize,
-    /// CPU threads per rank; `None`: the node's cores shared among its ranks.
+    /// CPU threads per rank; `None`: the rank's share of its cores (`Cluster::default_threads`).
     pub threads: Option<usize>,
     pub peak: PeakOverride,
     /// Cells whose A, B and C need more than this many GiB fail with a clear

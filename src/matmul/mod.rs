@@ -270,9 +270,10 @@ impl Outcome {
 /// Runs the sweep on every rank; `on_event` is called on rank 0 only.
 pub fn run(cluster: &Cluster, cfg: &MatmulConfig, mut on_event: impl FnMut(Event)) -> Result<Outcome> {
     let devices = cluster.agree(resolve_devices(cfg, cluster.local_rank()))?;
-    let threads = device::apply_threads(cfg.threads, cluster.local_size());
+    let threads = device::apply_threads(cfg.threads, cluster.default_threads());
     let features = CpuFeatures::detect();
-    let clock = if devices.contains(&Device::Cpu) { CpuClock::detect(threads, cluster.local_size()) } else { None };
+    let clock =
+        if devices.contains(&Device::Cpu) { CpuClock::detect(threads, cluster.default_threads()) } else { None };
     let setup = RankSetup {
         host: cluster.host().to_string(),
         rank: cluster.rank(),

@@ -168,11 +168,11 @@ pub struct CpuClock {
 }
 
 impl CpuClock {
-    /// The rank's cores (its threads, at most its share of the node's physical
-    /// cores) and the highest clock we can find; `None` if no clock is known.
-    pub fn detect(threads: usize, local_size: usize) -> Option<CpuClock> {
-        let share = (crate::device::physical_cores() / local_size.max(1)).max(1);
-        let cores = threads.clamp(1, share);
+    /// The rank's cores (its threads, at most `share`, its share of the
+    /// node's physical cores) and the highest clock we can find; `None` if no
+    /// clock is known.
+    pub fn detect(threads: usize, share: usize) -> Option<CpuClock> {
+        let cores = threads.clamp(1, share.max(1));
         let cpufreq = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())

@@ -78,7 +78,7 @@ pub fn run(cluster: &Cluster, cfg: &MnistConfig) -> Result<Option<MnistRun>> {
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
     // Setting up CUDA replaces signal handlers; ours go back.
     stop.reassert();
-    let threads = device::apply_threads(cfg.threads, cluster.local_size());
+    let threads = device::apply_threads(cfg.threads, cluster.default_threads());
     device::host_memory::keep_freed_memory();
     if cfg.batch_size < cluster.size() {
         let e = usage(format!(

@@ -82,7 +82,7 @@ fn estimate(hits: u64, samples: u64) -> f64 {
 /// Runs the estimate on every rank; rank 0 gets the job's record, others `None`.
 pub fn run(cluster: &Cluster, cfg: &PiConfig) -> Result<Option<PiRun>> {
     let device = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
-    let threads = device::apply_threads(cfg.threads, cluster.local_size());
+    let threads = device::apply_threads(cfg.threads, cluster.default_threads());
     let (start, end) = share(cfg.samples, cluster.size(), cluster.rank());
 
     cluster.barrier();

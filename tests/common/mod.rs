@@ -72,6 +72,16 @@ pub fn mpirun_with(ranks: usize, bin: &str, args: &[&str], secs: u64, dir: Optio
     Run::from(c.output().expect("run mpiexec"))
 }
 
+/// Runs a binary under `mpiexec -n ranks -bind-to BINDING` (hydra's syntax,
+/// e.g. `user:0+1,2+3`: rank 0 on CPUs 0 and 1, rank 1 on 2 and 3).
+pub fn mpirun_bound(ranks: usize, binding: &str, bin: &str, args: &[&str], secs: u64) -> Run {
+    let exe = exe(bin);
+    let n = ranks.to_string();
+    let mut full: Vec<&str> = vec!["-n", &n, "-bind-to", binding, exe.to_str().expect("utf-8 path")];
+    full.extend_from_slice(args);
+    Run::from(timed(secs, Path::new("mpiexec"), &full).output().expect("run mpiexec"))
+}
+
 /// Path of a binary built by cargo for these tests.
 pub fn exe(bin: &str) -> PathBuf {
     let var = format!("CARGO_BIN_EXE_{bin}");
