@@ -1,8 +1,8 @@
 // Linear layers on oneDNN with packed weights, for inference and training.
 //
 // libtorch runs fp32 `linear` through MKL's sgemm, which on AMD's Zen 4 cores
-// reaches about 80-90% of what oneDNN's inner product does on a packed weight
-// (benches/python/onednn_linear.py).
+// reaches about 80-90% of what oneDNN's inner product does on a packed weight,
+// and on Zen 5 less than half (benches/python/onednn_linear.py).
 // libtorch carries that path for its own graph freezing
 // (`mkldnn::_reorder_linear_weight` and `mkldnn::_linear_pointwise`),
 // registered with the dispatcher but not in the C API that tch wraps; these

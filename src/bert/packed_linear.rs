@@ -1,9 +1,10 @@
 //! Linear layers on the CPU through oneDNN with packed weights.
 //!
 //! libtorch's fp32 `linear` on the CPU is MKL's sgemm; oneDNN's inner product
-//! on a packed weight runs BERT's products 8-21% faster on this project's
-//! Zen 4 test machine, near the core's peak (`benches/python/onednn_linear.py`
-//! measures it; a whole evaluation gains 13-43%, training 0-12%).
+//! on a packed weight runs BERT's products near the core's peak: 8-21% faster
+//! than MKL on this project's Zen 4 test machine, 2.3x on Zen 5, where MKL
+//! keeps to AVX2 kernels and oneDNN uses the full-width AVX-512 pipes
+//! (`benches/python/onednn_linear.py` measures it).
 //! Inference reuses one set of weights for many batches, so [`PackedLinear`]
 //! packs them once. Training ([`linear`]) packs the weight at each step, which
 //! costs little beside the product, and has a backward of its own: the input's
