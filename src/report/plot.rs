@@ -288,14 +288,25 @@ impl Heatmap {
         }
         let max = self.values.iter().flatten().copied().fold(0.0f64, f64::max).max(1e-12);
         let side = (120 * nc.max(nr) as u32).clamp(480, 1600);
+        let cell = side / nc.max(nr) as u32;
+        let rows: Vec<String> = self.rows.iter().map(|n| shorten_label(n)).collect();
+        let cols: Vec<String> = self.cols.iter().map(|n| shorten_label(n)).collect();
+        // The label areas fit the longest class name; column names that are
+        // wider than their cells stand upright instead of running into each
+        // other, as seaborn turns them.
+        let label_font = ("sans-serif", 18).into_font();
+        let widest = |names: &[String]| names.iter().map(|n| text_width(&label_font, n)).max().unwrap_or(0);
+        let y_area = (widest(&rows) + 50).max(140);
+        let upright = widest(&cols) + 8 > cell;
+        let x_area = if upright { widest(&cols) + 50 } else { 60 };
         render_atomic(path, |tmp| {
-            let root = BitMapBackend::new(tmp, (side + 200, side + 160)).into_drawing_area();
+            let root = BitMapBackend::new(tmp, (side + y_area + 60, side + x_area + 100)).into_drawing_area();
             root.fill(&WHITE).map_err(plot_err)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(&self.title, ("sans-serif", 26))
                 .margin(20)
-                .x_label_area_size(60)
-                .y_label_area_size(140)
+                .x_label_area_size(x_area)
+                .y_label_area_size(y_area)
                 // A segmented 0..n has n + 1 cells.
                 .build_cartesian_2d((0..nc - 1).into_segmented(), (0..nr - 1).into_segmented())
                 .map_err(plot_err)?;
@@ -315,9 +326,11 @@ impl Heatmap {
                 .x_desc(&self.col_label)
                 .y_desc(&self.row_label)
                 .axis_desc_style(("sans-serif", 20))
-                .label_style(("sans-serif", 18))
-                .x_label_formatter(&|v| name(&self.cols, v, false))
-                .y_label_formatter(&|v| name(&self.rows, v, true))
+                .label_style(label_font.clone())
+                // Upright names are drawn below: plotters centres a turned
+                // label on its tick, which would put half of it in the plot.
+                .x_label_formatter(&|v| if upright { String::new() } else { name(&cols, v, false) })
+                .y_label_formatter(&|v| name(&rows, v, true))
                 .draw()
                 .map_err(plot_err)?;
             let at = |c: usize, y: usize| (SegmentValue::Exact(c), SegmentValue::Exact(y));
@@ -347,10 +360,41 @@ impl Heatmap {
                     root.draw(&Text::new(text, ((px + qx) / 2, (py + qy) / 2), style)).map_err(plot_err)?;
                 }
             }
+            if upright {
+                let style = TextStyle::from(label_font.clone()).transform(FontTransform::Rotate90).pos(
+                    plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Left,
+                        plotters::style::text_anchor::VPos::Center,
+                    ),
+                );
+                for (c, n) in cols.iter().enumerate() {
+                    let (left, bottom) = chart.backend_coord(&at(c, 0));
+                    let (right, _) = chart.backend_coord(&at(c + 1, 0));
+                    root.draw(&Text::new(n.as_str(), ((left + right) / 2, bottom + 8), style.clone()))
+                        .map_err(plot_err)?;
+                }
+            }
             root.present().map_err(plot_err)?;
             Ok(())
         })
     }
+}
+
+/// A class name for an axis: at most 32 characters, cut with an ellipsis.
+fn shorten_label(name: &str) -> String {
+    const MAX: usize = 32;
+    if name.chars().count() <= MAX {
+        return name.to_string();
+    }
+    let mut cut: String = name.chars().take(MAX - 1).collect();
+    cut.push('\u{2026}');
+    cut
+}
+
+/// Width in pixels of `text` in `font` (a generous estimate if the font
+/// cannot measure it).
+fn text_width(font: &FontDesc, text: &str) -> u32 {
+    font.box_size(text).map(|(w, _)| w).unwrap_or(11 * text.chars().count() as u32)
 }
 
 /// Draws into a temp file beside `path`, then moves it into place.
@@ -547,5 +591,12 @@ mod tests {
             };
             m.save(&path).unwrap();
         }
+        // Twenty long class names: the label areas grow to hold them.
+        let names: Vec<String> = (0..20).map(|i| format!("comp.sys.ibm.pc.hardware.{i}")).collect();
+        let wide = Heatmap { rows: names.clone(), cols: names, values: vec![vec![1.0; 20]; 20], ..h };
+        wide.save(&path).unwrap();
+        let (w2, h2) = png_size(&path);
+        assert!(w2 > 1600 + 200 && h2 > 1600 + 200, "{w2} x {h2}");
+        assert_eq!(shorten_label(&"x".repeat(40)).chars().count(), 32);
     }
 }
