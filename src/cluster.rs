@@ -362,7 +362,6 @@ fn let_launcher_forward_output() {
 /// CPU quota), divided among the node's ranks whose CPU sets overlap its own.
 /// Collective over the node.
 fn node_thread_share(node: &SimpleCommunicator) -> usize {
-    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mine = cpus::affinity();
     let mut all = vec![0u64; cpus::MASK_WORDS * node.size() as usize];
     node.all_gather_into(&mine.unwrap_or([0; cpus::MASK_WORDS])[..], &mut all[..]);
@@ -374,8 +373,7 @@ fn node_thread_share(node: &SimpleCommunicator) -> usize {
             m
         })
         .collect();
-    let cores = mine.map_or(allowed, |m| cpus::physical_cores(&m, cpus::sysfs_core).min(allowed));
-    cpus::thread_share(mine.as_ref(), &masks, cores)
+    cpus::thread_share(mine.as_ref(), &masks, cpus::own_physical_cores())
 }
 
 /// Splits `total` items over `parts` as evenly as possible: part `i` gets

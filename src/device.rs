@@ -190,43 +190,6 @@ pub fn host_memory_available() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Physical cores this process may run on: the CPUs it is allowed (affinity,
-/// cgroup) scaled by the node's cores-per-CPU ratio, so SMT siblings are not
-/// counted as cores. Falls back to the allowed CPUs where /proc/cpuinfo says nothing.
-pub fn physical_cores() -> usize {
-    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
-        return allowed;
-    };
-    let (cores, logical) = count_cores(&info);
-    if cores == 0 || logical == 0 {
-        return allowed;
-    }
-    (allowed * cores).div_ceil(logical).max(1)
-}
-
-/// (distinct physical cores, logical CPUs) listed in a /proc/cpuinfo text.
-fn count_cores(cpuinfo: &str) -> (usize, usize) {
-    let mut cores = std::collections::BTreeSet::new();
-    let mut logical = 0;
-    let (mut package, mut core) = (None, None);
-    for line in cpuinfo.lines().chain(std::iter::once("")) {
-        let (key, value) = line.split_once(':').map(|(k, v)| (k.trim(), v.trim())).unwrap_or((line.trim(), ""));
-        match key {
-            "processor" => logical += 1,
-            "physical id" => package = Some(value.to_string()),
-            "core id" => core = Some(value.to_string()),
-            "" => {
-                if let (Some(p), Some(c)) = (package.take(), core.take()) {
-                    cores.insert((p, c));
-                }
-            }
-            _ => {}
-        }
-    }
-    (cores.len(), logical)
-}
-
 /// Name and memory of a GPU as the driver reports them. `index` is the CUDA
 /// index this process sees; it is mapped through `CUDA_VISIBLE_DEVICES`, because
 /// `nvidia-smi` numbers all of the node's GPUs.
@@ -420,14 +383,8 @@ mod tests {
     }
 
     #[test]
-    fn counts_physical_cores_not_smt_siblings() {
-        let two_smt = "processor\t: 0\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 1\nphysical id\t: 0\ncore id\t: 0\n\nprocessor\t: 2\nphysical id\t: 0\ncore id\t: 1\n\nprocessor\t: 3\nphysical id\t: 0\ncore id\t: 1\n";
-        assert_eq!(count_cores(two_smt), (2, 4));
-        let no_ids = "processor\t: 0\n\nprocessor\t: 1\n";
-        assert_eq!(count_cores(no_ids), (0, 2));
+    fn reads_available_host_memory() {
         assert!(host_memory_available().is_some_and(|b| b > 0));
-        let n = physical_cores();
-        assert!(n >= 1 && n <= std::thread::available_parallelism().unwrap().get());
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub fn physical_cores(mask: &CpuMask, core_of: impl Fn(usize) -> Option<(u32, u3
     cores.len() + unknown
 }
 
+/// Physical cores this process may run on: those of its CPU set, capped by
+/// the CPUs it is allowed (a cgroup quota can allow fewer than the set holds).
+pub fn own_physical_cores() -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    affinity().map_or(allowed, |m| physical_cores(&m, sysfs_core).min(allowed))
+}
+
 /// (package, core) of a CPU, from sysfs.
 pub fn sysfs_core(cpu: usize) -> Option<(u32, u32)> {
     let read = |what: &str| -> Option<u32> {
@@ -150,5 +157,6 @@ mod tests {
         assert!(n >= allowed, "{n} CPUs in the mask, {allowed} allowed");
         let cores = physical_cores(&m, sysfs_core);
         assert!((1..=n).contains(&cores));
+        assert!((1..=cores.min(allowed)).contains(&own_physical_cores()));
     }
 }

@@ -270,10 +270,10 @@ impl Outcome {
 /// Runs the sweep on every rank; `on_event` is called on rank 0 only.
 pub fn run(cluster: &Cluster, cfg: &MatmulConfig, mut on_event: impl FnMut(Event)) -> Result<Outcome> {
     let devices = cluster.agree(resolve_devices(cfg, cluster.local_rank()))?;
-    let threads = device::apply_threads(cfg.threads, cluster.default_threads());
+    let share = cluster.default_threads();
+    let threads = device::apply_threads(cfg.threads, share);
     let features = CpuFeatures::detect();
-    let clock =
-        if devices.contains(&Device::Cpu) { CpuClock::detect(threads, cluster.default_threads()) } else { None };
+    let clock = if devices.contains(&Device::Cpu) { CpuClock::detect(threads, share) } else { None };
     let setup = RankSetup {
         host: cluster.host().to_string(),
         rank: cluster.rank(),
@@ -285,7 +285,7 @@ pub fn run(cluster: &Cluster, cfg: &MatmulConfig, mut on_event: impl FnMut(Event
         libtorch: device::libtorch_version(),
         cuda: device::cuda_version(),
         cpu_model: device::cpu_model(),
-        cpu_cores: device::physical_cores(),
+        cpu_cores: crate::cluster::cpus::own_physical_cores(),
         cpu_features: features.summary(),
         cpu_clock: clock,
         ranks: cluster.size(),

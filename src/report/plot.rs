@@ -297,8 +297,9 @@ impl Heatmap {
         let label_font = ("sans-serif", 18).into_font();
         let widest = |names: &[String]| names.iter().map(|n| text_width(&label_font, n)).max().unwrap_or(0);
         let y_area = (widest(&rows) + 50).max(140);
-        let upright = widest(&cols) + 8 > cell;
-        let x_area = if upright { widest(&cols) + 50 } else { 60 };
+        let col_width = widest(&cols);
+        let upright = col_width + 8 > cell;
+        let x_area = if upright { col_width + 50 } else { 60 };
         render_atomic(path, |tmp| {
             let root = BitMapBackend::new(tmp, (side + y_area + 60, side + x_area + 100)).into_drawing_area();
             root.fill(&WHITE).map_err(plot_err)?;
