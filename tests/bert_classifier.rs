@@ -153,8 +153,8 @@ fn checkpoints_round_trip_and_hold_the_optimizer() {
     }
 }
 
-/// The venv's transformers loads a directory and gives our logits.
-fn transformers_logits_match(model_dir: &Path, predictions: &Path) {
+/// The venv's transformers loads a directory as `class` and gives our logits.
+fn transformers_logits_match(model_dir: &Path, predictions: &Path, class: &str) {
     let script = r#"
 import json, sys, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging
@@ -175,7 +175,7 @@ print(json.dumps({"diff": (logits - ours).abs().max().item(), "labels": labels, 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(v["class"], "BertForSequenceClassification");
+    assert_eq!(v["class"], class);
     let diff = v["diff"].as_f64().unwrap();
     assert!(diff < 1e-4, "transformers' logits differ from ours by {diff}");
     let pred: serde_json::Value = json(predictions);
@@ -199,7 +199,7 @@ fn predict_and_export_agree_with_transformers() {
     assert!(lines[0].starts_with("Prediction for 'peach plum kiwi mango': ham ("), "{}", r.stdout);
     assert!(lines[1].starts_with("Prediction for 'brake piston axle': spam ("), "{}", r.stdout);
     // The training directory itself is a Hugging Face checkpoint ...
-    transformers_logits_match(&t.out, &pred);
+    transformers_logits_match(&t.out, &pred, "BertForSequenceClassification");
     // ... and so is the export.
     let hf = dir.path().join("hf");
     run(BIN, &["export", "-m", t.out.to_str().unwrap(), "-o", hf.to_str().unwrap(), "--checkpoint", "last"], 120).ok();
@@ -208,7 +208,39 @@ fn predict_and_export_agree_with_transformers() {
         vec!["predict", "-m", hf.to_str().unwrap(), "-d", "cpu", "--max-len", "24", "--json", pred2.to_str().unwrap()];
     a.extend(texts);
     run(BIN, &a, 120).ok();
-    transformers_logits_match(&hf, &pred2);
+    transformers_logits_match(&hf, &pred2, "BertForSequenceClassification");
+}
+
+#[test]
+fn a_roberta_checkpoint_fine_tunes_and_exports_for_transformers() {
+    // The tiny RoBERTa of tests/reference (byte-level BPE, <pad> = 1, a
+    // 3-class head): fine-tuned on 2 classes, its head's dense layer loads and
+    // its output layer starts anew.
+    let roberta = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/roberta-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("out"));
+    make_data(&data, 32, 16, None);
+    let (d, o, m) = (data.to_str().unwrap(), out.to_str().unwrap(), roberta.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "-m", m, "--epochs", "1", "--lr", "1e-3"]), 300).ok();
+    assert!(r.stdout.contains("new: classifier.out_proj.bias, classifier.out_proj.weight"), "{}", r.stdout);
+    assert!(r.stdout.contains("Finished Training!") && r.stdout.contains("weighted avg"), "{}", r.stdout);
+    let (model, _) = read_safetensors(&out.join("model.safetensors")).unwrap();
+    let names: Vec<&str> = model.iter().map(|(n, _)| n.as_str()).collect();
+    for name in
+        ["roberta.encoder.layer.1.output.LayerNorm.weight", "classifier.dense.weight", "classifier.out_proj.weight"]
+    {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("bert.") || n.contains("pooler")), "{names:?}");
+    let pred = dir.path().join("pred.json");
+    let mut a = vec!["predict", "-m", o, "-d", "cpu", "--json", pred.to_str().unwrap()];
+    a.extend(["peach plum kiwi mango", "brake piston axle", "lemon"]);
+    run(BIN, &a, 120).ok();
+    transformers_logits_match(&out, &pred, "RobertaForSequenceClassification");
+    let hf = dir.path().join("hf");
+    run(BIN, &["export", "-m", o, "-o", hf.to_str().unwrap()], 120).ok();
+    assert_eq!(json(&hf.join("config.json"))["architectures"][0], "RobertaForSequenceClassification");
+    transformers_logits_match(&hf, &pred, "RobertaForSequenceClassification");
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! bert-classifier's BERT against `transformers`: the same token ids, last
-//! hidden states and logits (within 1e-4) on the offline MiniLM, from
-//! reference values that `tests/reference/make_bert_reference.py` wrote.
+//! hidden states and logits (within 1e-4) on the offline MiniLM, and on a
+//! tiny RoBERTa, from reference values that `tests/reference/make_bert_reference.py`
+//! and `make_roberta_reference.py` wrote.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use hpcml::bert::config::BertConfig;
+use hpcml::bert::config::{BertConfig, Family};
 use hpcml::bert::hub;
 use hpcml::bert::model::{Batch, Pass};
 use hpcml::bert::tokenize::TextTokenizer;
@@ -15,11 +16,14 @@ use hpcml::train::Precision;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-fn reference() -> Value {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/bert_reference.json"))
-            .expect("reference JSON");
+fn reference_file(name: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(name))
+        .expect("reference JSON");
     serde_json::from_str(&text).expect("reference parses")
+}
+
+fn reference() -> Value {
+    reference_file("bert_reference.json")
 }
 
 fn ids(v: &Value) -> Vec<Vec<u32>> {
@@ -74,12 +78,17 @@ fn reference_model() -> (Classifier, Batch, Value) {
     let (clf, report) = Classifier::build(&config, 3, Device::Cpu, &tensors, "MiniLM", true).unwrap();
     assert!(report.new.is_empty(), "{:?}", report.new);
     assert_eq!(report.unused, vec!["embeddings.position_ids".to_string()]);
+    let batch = reference_batch(&r);
+    (clf, batch, r)
+}
+
+/// The padded token ids and mask `transformers` ran on.
+fn reference_batch(r: &Value) -> Batch {
     let rows = ids(&r["input_ids"]);
     let (b, t) = (rows.len() as i64, rows[0].len() as i64);
     let flat: Vec<i64> = rows.iter().flatten().map(|&i| i as i64).collect();
     let mask: Vec<i64> = ids(&r["attention_mask"]).iter().flatten().map(|&i| i as i64).collect();
-    let batch = Batch { ids: Tensor::from_slice(&flat).view([b, t]), mask: Tensor::from_slice(&mask).view([b, t]) };
-    (clf, batch, r)
+    Batch { ids: Tensor::from_slice(&flat).view([b, t]), mask: Tensor::from_slice(&mask).view([b, t]) }
 }
 
 fn max_abs_diff(ours: &Tensor, theirs: &[f64]) -> f64 {
@@ -91,9 +100,13 @@ fn max_abs_diff(ours: &Tensor, theirs: &[f64]) -> f64 {
 #[test]
 fn hidden_states_and_logits_match_transformers() {
     let (clf, batch, r) = reference_model();
+    assert_matches_transformers(&clf, &batch, &r);
+}
+
+fn assert_matches_transformers(clf: &Classifier, batch: &Batch, r: &Value) {
     let _guard = tch::no_grad_guard();
     let pass = Pass::eval(Precision::Fp32);
-    let hidden = clf.model.hidden_states(&batch, &pass).unwrap();
+    let hidden = clf.model.hidden_states(batch, &pass).unwrap();
     let mut worst = 0.0f64;
     for (b, rows) in r["last_hidden_state"].as_array().unwrap().iter().enumerate() {
         let rows = rows.as_array().unwrap();
@@ -104,7 +117,7 @@ fn hidden_states_and_logits_match_transformers() {
     }
     eprintln!("max |hidden - transformers| = {worst:e}");
     assert!(worst < 1e-4, "last hidden state differs from transformers by {worst}");
-    let logits = clf.model.logits(&batch, &pass).unwrap();
+    let logits = clf.model.logits(batch, &pass).unwrap();
     let theirs: Vec<f64> = r["logits"]
         .as_array()
         .unwrap()
@@ -117,6 +130,48 @@ fn hidden_states_and_logits_match_transformers() {
     // The comparison can fail: a wrong layer norm eps shows up here.
     let theirs_shifted: Vec<f64> = theirs.iter().map(|x| x + 1e-3).collect();
     assert!(max_abs_diff(&logits, &theirs_shifted) > 1e-4);
+}
+
+#[test]
+fn roberta_matches_transformers() {
+    let r = reference_file("roberta_reference.json");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/roberta-tiny");
+    let files = hub::resolve(Some(dir.to_str().unwrap())).unwrap();
+    let config = BertConfig::from_file(&files.config).unwrap();
+    assert_eq!(config.family(), Family::Roberta);
+    // Byte-level BPE from tokenizer.json, <s> ... </s>, <pad> = 1.
+    let max_len = r["max_len"].as_u64().unwrap() as usize;
+    let tokenizer = TextTokenizer::load(&files.dir, max_len).unwrap();
+    assert_eq!(tokenizer.pad_id, 1);
+    let unpadded: Vec<Vec<u32>> = ids(&r["input_ids"])
+        .into_iter()
+        .zip(ids(&r["attention_mask"]))
+        .map(|(row, mask)| row.into_iter().zip(mask).filter(|(_, m)| *m == 1).map(|(i, _)| i).collect())
+        .collect();
+    let t = texts(&r);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    assert_eq!(tokenizer.encode(&refs).unwrap(), unpadded);
+    // The fine-tuned classifier, every tensor used: positions after the
+    // padding id, the head on <s>.
+    let tensors = weights::read_checkpoint(&files).unwrap();
+    let (clf, report) = Classifier::build(&config, 3, Device::Cpu, &tensors, "roberta-tiny", true).unwrap();
+    assert!(report.new.is_empty() && report.unused.is_empty(), "{report:?}");
+    assert_matches_transformers(&clf, &reference_batch(&r), &r);
+    // A pre-trained RoBERTa: no classifier, and a pooler the classifier does not read.
+    let mut base: HashMap<String, Tensor> = tensors
+        .iter()
+        .filter(|(k, _)| !k.starts_with("classifier."))
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    base.insert("roberta.pooler.dense.weight".into(), Tensor::zeros([32, 32], (Kind::Float, Device::Cpu)));
+    let (_, report) = Classifier::build(&config, 2, Device::Cpu, &base, "base", false).unwrap();
+    assert_eq!(
+        report.new,
+        ["classifier.dense.bias", "classifier.dense.weight", "classifier.out_proj.bias", "classifier.out_proj.weight"]
+    );
+    assert_eq!(report.unused, ["roberta.pooler.dense.weight"]);
+    let e = Classifier::build(&config, 2, Device::Cpu, &base, "base", true).err().unwrap();
+    assert!(e.to_string().contains("no classification head (classifier.out_proj.weight)"), "{e}");
 }
 
 #[test]

@@ -101,8 +101,42 @@ fn default_position_type() -> String {
     "absolute".into()
 }
 
-/// Model types whose checkpoints have BERT's module tree and names.
-const BERT_FAMILY: [&str; 1] = ["bert"];
+/// The two module trees bert-classifier loads. RoBERTa's encoder is BERT's
+/// (same layers, same names under `roberta.`); it differs in where positions
+/// start (after the padding id) and in its head: no pooler, a
+/// `classifier.dense` + tanh + `classifier.out_proj` on `<s>` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Bert,
+    Roberta,
+}
+
+impl Family {
+    /// The encoder's name in `*ForSequenceClassification` checkpoints.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::Bert => "bert",
+            Family::Roberta => "roberta",
+        }
+    }
+
+    /// The head's output layer, whose rows are the classes.
+    pub fn head_weight(self) -> &'static str {
+        match self {
+            Family::Bert => "classifier.weight",
+            Family::Roberta => "classifier.out_proj.weight",
+        }
+    }
+}
+
+/// `model_type`s bert-classifier runs, their family and the class
+/// `transformers` builds for sequence classification.
+const MODEL_TYPES: [(&str, Family, &str); 4] = [
+    ("bert", Family::Bert, "BertForSequenceClassification"),
+    ("roberta", Family::Roberta, "RobertaForSequenceClassification"),
+    ("xlm-roberta", Family::Roberta, "XLMRobertaForSequenceClassification"),
+    ("camembert", Family::Roberta, "CamembertForSequenceClassification"),
+];
 
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<BertConfig> {
@@ -120,9 +154,9 @@ impl BertConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if !BERT_FAMILY.contains(&self.model_type.as_str()) {
+        if !MODEL_TYPES.iter().any(|(t, _, _)| *t == self.model_type) {
             bail_usage!(
-                "model_type '{}' is not a BERT model; bert-classifier loads BERT-family checkpoints (model_type \"bert\": bert-base-uncased, MiniLM, BioBERT, ...)",
+                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), roberta, xlm-roberta and camembert",
                 self.model_type
             );
         }
@@ -147,6 +181,13 @@ impl BertConfig {
                 bail_usage!("{name} must be positive, got {v}");
             }
         }
+        if self.max_tokens() < 2 {
+            bail_usage!(
+                "max_position_embeddings {} leaves no room for a text after pad_token_id {}",
+                self.max_position_embeddings,
+                self.pad_id()
+            );
+        }
         if self.hidden_size % self.num_attention_heads != 0 {
             bail_usage!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
@@ -166,6 +207,19 @@ impl BertConfig {
             }
         }
         Ok(())
+    }
+
+    pub fn family(&self) -> Family {
+        MODEL_TYPES.iter().find(|(t, _, _)| *t == self.model_type).map_or(Family::Bert, |(_, f, _)| *f)
+    }
+
+    /// The longest input, special tokens included: RoBERTa's positions start
+    /// after the padding id, so its first `pad_token_id + 1` rows are never used.
+    pub fn max_tokens(&self) -> i64 {
+        match self.family() {
+            Family::Bert => self.max_position_embeddings,
+            Family::Roberta => self.max_position_embeddings - self.pad_id() - 1,
+        }
     }
 
     pub fn activation(&self) -> Activation {
@@ -242,7 +296,8 @@ impl BertConfig {
             if labels.is_named() {
                 map.insert(LABEL_VALUES.into(), serde_json::json!(labels.values));
             }
-            map.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+            let arch = MODEL_TYPES.iter().find(|(t, _, _)| *t == self.model_type).map_or("", |(_, _, a)| *a);
+            map.insert("architectures".into(), serde_json::json!([arch]));
             map.insert("problem_type".into(), Value::from("single_label_classification"));
             map.insert("torch_dtype".into(), Value::from("float32"));
             map.remove("num_labels");

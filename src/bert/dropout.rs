@@ -29,6 +29,8 @@ pub enum Site {
     AttentionOutput(usize),
     FeedForwardOutput(usize),
     Head,
+    /// RoBERTa's head drops its input too, before the dense layer.
+    HeadInput,
 }
 
 impl Site {
@@ -36,6 +38,7 @@ impl Site {
         match self {
             Site::Embeddings => 1,
             Site::Head => 2,
+            Site::HeadInput => 3,
             Site::AttentionProbs(l) => 16 + 4 * l as u64,
             Site::AttentionOutput(l) => 17 + 4 * l as u64,
             Site::FeedForwardOutput(l) => 18 + 4 * l as u64,

@@ -1,5 +1,5 @@
 //! A fine-tuned model as a plain Hugging Face directory: `config.json` (with
-//! `BertForSequenceClassification`, `id2label`, `label2id`),
+//! `BertForSequenceClassification` or its RoBERTa twin, `id2label`, `label2id`),
 //! `model.safetensors` (float32, Hugging Face names, `format: pt`) and the
 //! tokenizer files. `transformers.AutoModelForSequenceClassification` and
 //! `AutoTokenizer` load it and give the logits we give.
@@ -50,11 +50,12 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
             t.into_iter().filter(|(n, _)| !n.starts_with("optim.")).collect()
         }
     };
-    let classes = match weights::head_classes(&tensors) {
+    let classes = match weights::head_classes(&tensors, config.family()) {
         Some(n) => n,
         None => bail_usage!(
-            "{} has no classification head (classifier.weight): nothing fine-tuned to export",
-            files.dir.display()
+            "{} has no classification head ({}): nothing fine-tuned to export",
+            files.dir.display(),
+            config.family().head_weight()
         ),
     };
     let labels = config.class_labels(classes, &files.config)?;

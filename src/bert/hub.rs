@@ -100,7 +100,8 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
 
 /// Files a checkpoint needs; the tokenizer ones are fetched when present.
 const REQUIRED: [&str; 1] = ["config.json"];
-const OPTIONAL: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
+const OPTIONAL: [&str; 6] =
+    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt"];
 
 /// Resolves `--model`: the default offline MiniLM when `None`, a directory, or
 /// a Hub name (cache first, then download unless offline).

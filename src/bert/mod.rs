@@ -53,7 +53,7 @@ impl Classifier {
     ) -> Result<(Classifier, LoadReport)> {
         let vs = VarStore::new(device);
         let model = BertClassifier::new(&vs.root(), config, num_labels);
-        let report = weights::load_into(&vs, tensors, what, require_head)?;
+        let report = weights::load_into(&vs, config.family(), tensors, what, require_head)?;
         Ok((Classifier { vs, model }, report))
     }
 }

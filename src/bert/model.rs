@@ -1,7 +1,10 @@
 //! BERT for sequence classification in tch, module for module the tree of
 //! Hugging Face's `BertForSequenceClassification`, so its checkpoints load by
 //! name: `bert.embeddings.*`, `bert.encoder.layer.N.*`, `bert.pooler.dense`,
-//! `classifier`.
+//! `classifier`. RoBERTa-family checkpoints (`RobertaForSequenceClassification`)
+//! are the same encoder under `roberta.`, with positions counted from after
+//! the padding id, and a head whose dense layer (`classifier.dense`, in the
+//! pooler's place) and output (`classifier.out_proj`) take `<s>` directly.
 //!
 //! Numerics follow `transformers`: LayerNorm with the config's eps, the exact
 //! erf GELU, fused scaled-dot-product attention over the padding mask. With
@@ -17,7 +20,7 @@ use anyhow::Result;
 use tch::nn::{self, Init, LinearConfig};
 use tch::{Kind, Tensor};
 
-use super::config::{Activation, BertConfig};
+use super::config::{Activation, BertConfig, Family};
 use super::dropout::{Dropout, Site};
 use super::packed_linear::{self, Fused, PackedLinear};
 use crate::train::Precision;
@@ -136,6 +139,7 @@ struct Embeddings {
     ln: LayerNorm,
     pad_id: i64,
     dropout: f64,
+    family: Family,
 }
 
 impl Embeddings {
@@ -148,6 +152,7 @@ impl Embeddings {
             ln: LayerNorm::new(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps),
             pad_id: c.pad_id(),
             dropout: c.hidden_dropout_prob,
+            family: c.family(),
         }
     }
 
@@ -159,15 +164,25 @@ impl Embeddings {
             ln: self.ln.shallow(),
             pad_id: self.pad_id,
             dropout: self.dropout,
+            family: self.family,
         }
     }
 
-    /// Single-sentence inputs: token type 0 everywhere, positions from 0.
+    /// Single-sentence inputs: token type 0 everywhere, positions from 0
+    /// (BERT) or from `pad_id + 1` with padding at `pad_id` (RoBERTa).
     fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
         let len = ids.size()[1];
         // `padding_idx` keeps the [PAD] row's gradient at zero, as nn.Embedding does.
         let words = Tensor::f_embedding(&self.word, ids, self.pad_id, false, false)?;
-        let x = words.f_add(&self.token_type.f_get(0)?)?.f_add(&self.position.f_narrow(0, 0, len)?)?;
+        let positions = match self.family {
+            Family::Bert => self.position.f_narrow(0, 0, len)?,
+            Family::Roberta => {
+                let tokens = ids.f_ne(self.pad_id)?.f_to_kind(Kind::Int64)?;
+                let ids = tokens.f_cumsum(1, Kind::Int64)?.f_mul(&tokens)?.f_add_scalar(self.pad_id)?;
+                Tensor::f_embedding(&self.position, &ids, self.pad_id, false, false)?
+            }
+        };
+        let x = words.f_add(&self.token_type.f_get(0)?)?.f_add(&positions)?;
         let x = self.ln.forward(&x)?;
         pass.dropout.apply(&x, self.dropout, Site::Embeddings)
     }
@@ -327,7 +342,7 @@ impl Masks {
     }
 }
 
-/// `BertModel`: embeddings, encoder, pooler.
+/// `BertModel`: embeddings, encoder, pooler (for RoBERTa, the head's dense layer).
 struct Encoder {
     embeddings: Embeddings,
     layers: Vec<Layer>,
@@ -347,16 +362,20 @@ impl BertClassifier {
     /// Builds the model under `p` (the VarStore root) with Hugging Face's names
     /// and initialisation (normal(0, initializer_range) weights, zero biases).
     pub fn new(p: &nn::Path, config: &BertConfig, num_labels: i64) -> BertClassifier {
-        let b = p / "bert";
+        let b = p / config.family().prefix();
         let enc = &b / "encoder" / "layer";
-        let h = config.hidden_size;
+        let (h, r) = (config.hidden_size, config.initializer_range);
+        let (pooler, classifier) = match config.family() {
+            Family::Bert => (&b / "pooler" / "dense", p / "classifier"),
+            Family::Roberta => (p / "classifier" / "dense", p / "classifier" / "out_proj"),
+        };
         BertClassifier {
             bert: Encoder {
                 embeddings: Embeddings::new(&b / "embeddings", config),
                 layers: (0..config.num_hidden_layers as usize).map(|i| Layer::new(&enc / i, config, i)).collect(),
-                pooler: Linear::new(&b / "pooler" / "dense", h, h, config.initializer_range),
+                pooler: Linear::new(pooler, h, h, r),
             },
-            classifier: Linear::new(p / "classifier", h, num_labels, config.initializer_range),
+            classifier: Linear::new(classifier, h, num_labels, r),
             head_dropout: config.head_dropout(),
             config: config.clone(),
             num_labels,
@@ -405,7 +424,12 @@ impl BertClassifier {
     /// Class logits `[batch, num_labels]` in float32.
     pub fn logits(&self, batch: &Batch, pass: &Pass) -> Result<Tensor> {
         let h = self.encode(batch, pass, true)?;
-        let cls = h.f_select(1, 0)?;
+        let cls = h.f_narrow(1, 0, 1)?;
+        let cls = match self.config.family() {
+            Family::Bert => cls,
+            Family::Roberta => pass.dropout.apply(&cls, self.head_dropout, Site::HeadInput)?,
+        };
+        let cls = cls.f_squeeze_dim(1)?;
         let pooled = self.bert.pooler.forward(&cls, pass.precision)?.f_tanh()?.f_to_kind(Kind::Float)?;
         let s = pooled.size();
         let pooled = pass.dropout.apply(&pooled.f_view([s[0], 1, s[1]])?, self.head_dropout, Site::Head)?;

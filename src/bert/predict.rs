@@ -42,7 +42,7 @@ fn my_batches(batches: Vec<Vec<usize>>, cluster: &Cluster) -> Vec<Vec<usize>> {
 /// The longest input the model takes (the token budget of a batch is
 /// `batch_size` texts this long).
 fn max_len(clf: &Classifier) -> usize {
-    clf.model.config.max_position_embeddings.clamp(1, 128) as usize
+    clf.model.config.max_tokens().clamp(1, 128) as usize
 }
 
 /// Evaluates `model` on `set` over all ranks; every rank gets the totals.
@@ -138,18 +138,19 @@ pub fn load_classifier(model: &str, max_len: Option<usize>, device: tch::Device)
     let config = BertConfig::from_file(&files.config)?;
     let tensors = weights::read_checkpoint(&files)?;
     let trained = trained_record(&files);
-    let classes = match weights::head_classes(&tensors) {
+    let classes = match weights::head_classes(&tensors, config.family()) {
         Some(n) => n,
         None => bail_usage!(
-            "{} has no classification head (classifier.weight): it is a base model; fine-tune it first with `bert-classifier train`",
-            files.dir.display()
+            "{} has no classification head ({}): it is a base model; fine-tune it first with `bert-classifier train`",
+            files.dir.display(),
+            config.family().head_weight()
         ),
     };
     let labels = config.class_labels(classes, &files.config)?;
     let max_len = max_len
         .or_else(|| trained.as_ref().and_then(|t| t["max_len"].as_u64()).map(|m| m as usize))
         .unwrap_or(128)
-        .min(config.max_position_embeddings as usize);
+        .min(config.max_tokens() as usize);
     let tokenizer = TextTokenizer::load(&files.dir, max_len)?;
     let (clf, _) = Classifier::build(&config, classes, device, &tensors, &files.dir.display().to_string(), true)?;
     Ok(LoadedClassifier { clf, tokenizer, labels, files, trained })

@@ -102,7 +102,8 @@ impl TextTokenizer {
             }))
             .map_err(|e| anyhow!("tokenizer truncation: {e}"))?;
         inner.with_padding(None);
-        let pad_id = inner.token_to_id(&cfg.pad).map(i64::from).unwrap_or(0);
+        // RoBERTa's `<pad>` where the tokenizer's own files name no padding token.
+        let pad_id = [cfg.pad.as_str(), "<pad>"].iter().find_map(|t| inner.token_to_id(t)).map_or(0, i64::from);
         Ok(TextTokenizer { inner, max_len, pad_id, source, lowercase })
     }
 

@@ -41,11 +41,11 @@ use crate::train::{Adam, DataParallel, Optimizer, Params, Precision, SparseRows,
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-const WORD_EMBEDDINGS: &str = "bert.embeddings.word_embeddings.weight";
 /// Tokenizer files copied beside the model, so the output directory is a
-/// complete Hugging Face checkpoint.
-pub const TOKENIZER_FILES: [&str; 4] =
-    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+/// complete Hugging Face checkpoint (`vocab.json` and `merges.txt`: RoBERTa's
+/// slow tokenizer).
+pub const TOKENIZER_FILES: [&str; 6] =
+    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
 /// Everything a training run depends on; saved as `run_config.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -239,10 +239,11 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     // the directory it found, so a job downloads once.
     let files = resolve_model_once(cluster, cfg.model.as_deref())?;
     let config = cluster.agree(BertConfig::from_file(&files.config))?;
-    if cfg.max_len as i64 > config.max_position_embeddings {
+    if cfg.max_len as i64 > config.max_tokens() {
         return cluster.agree(Err(crate::cli::usage(format!(
             "--max-len {} is longer than the model's {} positions",
-            cfg.max_len, config.max_position_embeddings
+            cfg.max_len,
+            config.max_tokens()
         ))));
     }
     let tokenizer = cluster.agree(TextTokenizer::load(&files.dir, cfg.max_len))?;
@@ -623,7 +624,8 @@ impl StepContext<'_> {
         // The vocabulary is half the model; only the rows looked up carry gradient.
         let looked_up: Vec<i64> =
             rows.iter().flat_map(|&r| self.data.train.ids[r].iter().map(|&t| i64::from(t))).collect();
-        let sparse = [SparseRows { param: WORD_EMBEDDINGS.to_string(), rows: looked_up }];
+        let word_embeddings = format!("{}.embeddings.word_embeddings.weight", self.clf.model.config.family().prefix());
+        let sparse = [SparseRows { param: word_embeddings, rows: looked_up }];
         let any_stop = dp.all_reduce_gradients_sparse(self.params, 1.0, stop, &sparse)?;
         opt.step(self.params, self.cfg.lr)?;
         Ok((loss_value, any_stop))

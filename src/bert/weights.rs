@@ -1,12 +1,15 @@
 //! Loading Hugging Face BERT checkpoints into our model by tensor name.
 //!
 //! Our variables carry `BertForSequenceClassification`'s names
-//! (`bert.encoder.layer.0.attention.self.query.weight`, `classifier.weight`).
-//! Checkpoints of the bare `BertModel` have no `bert.` prefix; old ones call
-//! LayerNorm parameters `gamma` and `beta`; pre-training ones carry heads we
-//! don't use (`cls.*`). All of those load unchanged. What the checkpoint lacks
-//! must be exactly what is new for fine-tuning (the classifier, and the pooler
-//! of checkpoints saved without one); anything else missing is an error.
+//! (`bert.encoder.layer.0.attention.self.query.weight`, `classifier.weight`),
+//! or `RobertaForSequenceClassification`'s (`roberta.*`, `classifier.dense.*`,
+//! `classifier.out_proj.*`). Checkpoints of the bare `BertModel` have no
+//! `bert.` prefix; old ones call LayerNorm parameters `gamma` and `beta`;
+//! pre-training ones carry heads we don't use (`cls.*`, `lm_head.*`, and
+//! RoBERTa's pooler, which its classifier does not read). All of those load
+//! unchanged. What the checkpoint lacks must be exactly what is new for
+//! fine-tuning (the classifier, and BERT's pooler where a checkpoint was
+//! saved without one); anything else missing is an error.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +18,7 @@ use anyhow::{Context, Result};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
+use super::config::Family;
 use super::hub::{ModelFiles, Weights};
 use crate::bail_usage;
 use crate::train::checkpoint::read_safetensors;
@@ -62,11 +66,20 @@ fn read_pytorch_bin(path: &Path) -> Result<HashMap<String, Tensor>> {
     }
 }
 
-/// The name our model uses for a checkpoint tensor, or `None` for tensors we
-/// never use (buffers, pre-training heads).
-pub fn our_name(stored: &str) -> Option<String> {
+/// The name our model of `family` uses for a checkpoint tensor, or `None`
+/// for tensors it never uses (buffers, pre-training heads).
+pub fn our_name(stored: &str, family: Family) -> Option<String> {
     let mut name = stored.to_string();
-    if name.ends_with("position_ids") || name.starts_with("cls.") || name.contains(".cls.") {
+    let unused = name.ends_with("position_ids")
+        || name.ends_with("position_embeddings.position_ids")
+        || name.starts_with("cls.")
+        || name.contains(".cls.")
+        || name.starts_with("lm_head.");
+    let prefix = family.prefix();
+    if unused
+        || (family == Family::Roberta
+            && name.strip_prefix(&format!("{prefix}.")).unwrap_or(&name).starts_with("pooler."))
+    {
         return None;
     }
     if name.contains("LayerNorm.") {
@@ -76,8 +89,8 @@ pub fn our_name(stored: &str) -> Option<String> {
             name = format!("{base}.bias");
         }
     }
-    if !name.starts_with("bert.") && !name.starts_with("classifier.") {
-        name = format!("bert.{name}");
+    if !name.starts_with(&format!("{prefix}.")) && !name.starts_with("classifier.") {
+        name = format!("{prefix}.{name}");
     }
     Some(name)
 }
@@ -93,6 +106,7 @@ fn is_new_part(name: &str) -> bool {
 /// model); otherwise a classifier of another shape counts as new.
 pub fn load_into(
     vs: &VarStore,
+    family: Family,
     tensors: &HashMap<String, Tensor>,
     what: &str,
     require_head: bool,
@@ -100,7 +114,7 @@ pub fn load_into(
     let mut by_ours: HashMap<String, &Tensor> = HashMap::new();
     let mut report = LoadReport::default();
     for (stored, t) in tensors {
-        match our_name(stored) {
+        match our_name(stored, family) {
             Some(n) => {
                 by_ours.insert(n, t);
             }
@@ -139,10 +153,11 @@ pub fn load_into(
         let more = if broken.len() > 1 { format!(" and {} more", broken.len() - 1) } else { String::new() };
         if require_head && broken.iter().all(|n| n.starts_with("classifier.")) {
             bail_usage!(
-                "{what} has no classification head (classifier.weight): it is a base model; fine-tune it first with `bert-classifier train`"
+                "{what} has no classification head ({}): it is a base model; fine-tune it first with `bert-classifier train`",
+                family.head_weight()
             );
         }
-        bail_usage!("{what} is not a complete BERT checkpoint: it lacks {}{more}", broken[0]);
+        bail_usage!("{what} is not a complete {} checkpoint: it lacks {}{more}", family.prefix(), broken[0]);
     }
     report.new.extend(new);
     Ok(report)
@@ -161,10 +176,10 @@ pub fn named_float_tensors(vs: &VarStore) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// The number of classes of a fine-tuned checkpoint, from its head's shape.
-pub fn head_classes(tensors: &HashMap<String, Tensor>) -> Option<i64> {
+pub fn head_classes(tensors: &HashMap<String, Tensor>, family: Family) -> Option<i64> {
     tensors
         .iter()
-        .find(|(k, _)| our_name(k).as_deref() == Some("classifier.weight"))
+        .find(|(k, _)| our_name(k, family).as_deref() == Some(family.head_weight()))
         .and_then(|(_, t)| t.size().first().copied())
 }
 
@@ -174,16 +189,31 @@ mod tests {
 
     #[test]
     fn maps_every_naming_convention() {
-        assert_eq!(our_name("embeddings.word_embeddings.weight").unwrap(), "bert.embeddings.word_embeddings.weight");
+        let bert = |n: &str| our_name(n, Family::Bert);
+        assert_eq!(bert("embeddings.word_embeddings.weight").unwrap(), "bert.embeddings.word_embeddings.weight");
         assert_eq!(
-            our_name("bert.encoder.layer.3.output.LayerNorm.gamma").unwrap(),
+            bert("bert.encoder.layer.3.output.LayerNorm.gamma").unwrap(),
             "bert.encoder.layer.3.output.LayerNorm.weight"
         );
-        assert_eq!(our_name("embeddings.LayerNorm.beta").unwrap(), "bert.embeddings.LayerNorm.bias");
-        assert_eq!(our_name("classifier.weight").unwrap(), "classifier.weight");
-        assert!(our_name("embeddings.position_ids").is_none());
-        assert!(our_name("cls.predictions.bias").is_none());
+        assert_eq!(bert("embeddings.LayerNorm.beta").unwrap(), "bert.embeddings.LayerNorm.bias");
+        assert_eq!(bert("classifier.weight").unwrap(), "classifier.weight");
+        assert_eq!(bert("pooler.dense.weight").unwrap(), "bert.pooler.dense.weight");
+        assert!(bert("embeddings.position_ids").is_none());
+        assert!(bert("cls.predictions.bias").is_none());
         // `gamma` outside a LayerNorm is someone else's parameter: left alone.
-        assert_eq!(our_name("encoder.gamma").unwrap(), "bert.encoder.gamma");
+        assert_eq!(bert("encoder.gamma").unwrap(), "bert.encoder.gamma");
+
+        let roberta = |n: &str| our_name(n, Family::Roberta);
+        assert_eq!(roberta("embeddings.word_embeddings.weight").unwrap(), "roberta.embeddings.word_embeddings.weight");
+        assert_eq!(
+            roberta("roberta.encoder.layer.0.output.dense.bias").unwrap(),
+            "roberta.encoder.layer.0.output.dense.bias"
+        );
+        assert_eq!(roberta("classifier.out_proj.weight").unwrap(), "classifier.out_proj.weight");
+        assert_eq!(roberta("classifier.dense.bias").unwrap(), "classifier.dense.bias");
+        // RoBERTa's classifier reads <s> itself; a pre-trained pooler is not used.
+        assert!(roberta("roberta.pooler.dense.weight").is_none());
+        assert!(roberta("pooler.dense.bias").is_none());
+        assert!(roberta("lm_head.dense.weight").is_none());
     }
 }
