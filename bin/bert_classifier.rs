@@ -64,8 +64,8 @@ struct TrainArgs {
     /// The folder with train.csv, valid.csv and (optionally) test.csv.
     #[arg(short = 's', long, default_value = ".")]
     source: PathBuf,
-    /// The pre-trained BERT or RoBERTa model: a directory, or a Hugging Face name such as
-    /// bert-base-uncased or roberta-base (from the HF cache, downloaded unless HF_HUB_OFFLINE=1) [default: the offline all-MiniLM-L6-v2].
+    /// The pre-trained BERT, DistilBERT or RoBERTa model: a directory, or a Hugging Face name such as
+    /// bert-base-uncased, distilbert-base-uncased or roberta-base (from the HF cache, downloaded unless HF_HUB_OFFLINE=1) [default: the offline all-MiniLM-L6-v2].
     #[arg(short = 'm', long)]
     model: Option<String>,
     /// Passes over the training set.

@@ -211,36 +211,57 @@ fn predict_and_export_agree_with_transformers() {
     transformers_logits_match(&hf, &pred2, "BertForSequenceClassification");
 }
 
-#[test]
-fn a_roberta_checkpoint_fine_tunes_and_exports_for_transformers() {
-    // The tiny RoBERTa of tests/reference (byte-level BPE, <pad> = 1, a
-    // 3-class head): fine-tuned on 2 classes, its head's dense layer loads and
-    // its output layer starts anew.
-    let roberta = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/roberta-tiny");
+/// Fine-tunes a tiny model of tests/reference (3-class head) on 2 classes:
+/// `new` is what the log says starts anew; the saved model has `names` and
+/// none of `absent`; predictions, the training directory and its export all
+/// give transformers' logits, as its `class`.
+fn tiny_model_fine_tunes_and_exports(name: &str, class: &str, new: &str, names: &[&str], absent: &[&str]) {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}-tiny"));
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("out"));
     make_data(&data, 32, 16, None);
-    let (d, o, m) = (data.to_str().unwrap(), out.to_str().unwrap(), roberta.to_str().unwrap());
+    let (d, o, m) = (data.to_str().unwrap(), out.to_str().unwrap(), model.to_str().unwrap());
     let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "-m", m, "--epochs", "1", "--lr", "1e-3"]), 300).ok();
-    assert!(r.stdout.contains("new: classifier.out_proj.bias, classifier.out_proj.weight"), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("new: {new})")), "{}", r.stdout);
     assert!(r.stdout.contains("Finished Training!") && r.stdout.contains("weighted avg"), "{}", r.stdout);
-    let (model, _) = read_safetensors(&out.join("model.safetensors")).unwrap();
-    let names: Vec<&str> = model.iter().map(|(n, _)| n.as_str()).collect();
-    for name in
-        ["roberta.encoder.layer.1.output.LayerNorm.weight", "classifier.dense.weight", "classifier.out_proj.weight"]
-    {
-        assert!(names.contains(&name), "{name} not in {names:?}");
+    let (saved, _) = read_safetensors(&out.join("model.safetensors")).unwrap();
+    let saved: Vec<&str> = saved.iter().map(|(n, _)| n.as_str()).collect();
+    for name in names {
+        assert!(saved.contains(name), "{name} not in {saved:?}");
     }
-    assert!(!names.iter().any(|n| n.starts_with("bert.") || n.contains("pooler")), "{names:?}");
+    assert!(!saved.iter().any(|n| absent.iter().any(|a| n.contains(a))), "{saved:?}");
     let pred = dir.path().join("pred.json");
     let mut a = vec!["predict", "-m", o, "-d", "cpu", "--json", pred.to_str().unwrap()];
     a.extend(["peach plum kiwi mango", "brake piston axle", "lemon"]);
     run(BIN, &a, 120).ok();
-    transformers_logits_match(&out, &pred, "RobertaForSequenceClassification");
+    transformers_logits_match(&out, &pred, class);
     let hf = dir.path().join("hf");
     run(BIN, &["export", "-m", o, "-o", hf.to_str().unwrap()], 120).ok();
-    assert_eq!(json(&hf.join("config.json"))["architectures"][0], "RobertaForSequenceClassification");
-    transformers_logits_match(&hf, &pred, "RobertaForSequenceClassification");
+    assert_eq!(json(&hf.join("config.json"))["architectures"][0], class);
+    transformers_logits_match(&hf, &pred, class);
+}
+
+#[test]
+fn a_roberta_checkpoint_fine_tunes_and_exports_for_transformers() {
+    // Its head's dense layer loads; its output layer, 3 classes, starts anew for 2.
+    tiny_model_fine_tunes_and_exports(
+        "roberta",
+        "RobertaForSequenceClassification",
+        "classifier.out_proj.bias, classifier.out_proj.weight",
+        &["roberta.encoder.layer.1.output.LayerNorm.weight", "classifier.dense.weight", "classifier.out_proj.weight"],
+        &["bert.", "pooler"],
+    );
+}
+
+#[test]
+fn a_distilbert_checkpoint_fine_tunes_and_exports_for_transformers() {
+    tiny_model_fine_tunes_and_exports(
+        "distilbert",
+        "DistilBertForSequenceClassification",
+        "classifier.bias, classifier.weight",
+        &["distilbert.transformer.layer.1.ffn.lin2.weight", "pre_classifier.weight", "classifier.weight"],
+        &["bert.encoder", "token_type", "pooler"],
+    );
 }
 
 #[test]

@@ -132,17 +132,19 @@ fn assert_matches_transformers(clf: &Classifier, batch: &Batch, r: &Value) {
     assert!(max_abs_diff(&logits, &theirs_shifted) > 1e-4);
 }
 
-#[test]
-fn roberta_matches_transformers() {
-    let r = reference_file("roberta_reference.json");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/roberta-tiny");
+/// A tiny model of `tests/reference` (made by make_tiny_references.py): its
+/// directory's files and config, and its reference values. Our tokenizer
+/// gives transformers' ids, and the fine-tuned classifier loads with every
+/// tensor used and gives transformers' hidden states and logits.
+fn tiny_model_matches_transformers(name: &str, family: Family, pad_id: i64) -> (BertConfig, HashMap<String, Tensor>) {
+    let r = reference_file(&format!("{name}_reference.json"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}-tiny"));
     let files = hub::resolve(Some(dir.to_str().unwrap())).unwrap();
     let config = BertConfig::from_file(&files.config).unwrap();
-    assert_eq!(config.family(), Family::Roberta);
-    // Byte-level BPE from tokenizer.json, <s> ... </s>, <pad> = 1.
+    assert_eq!(config.family(), family);
     let max_len = r["max_len"].as_u64().unwrap() as usize;
     let tokenizer = TextTokenizer::load(&files.dir, max_len).unwrap();
-    assert_eq!(tokenizer.pad_id, 1);
+    assert_eq!(tokenizer.pad_id, pad_id);
     let unpadded: Vec<Vec<u32>> = ids(&r["input_ids"])
         .into_iter()
         .zip(ids(&r["attention_mask"]))
@@ -151,19 +153,31 @@ fn roberta_matches_transformers() {
     let t = texts(&r);
     let refs: Vec<&str> = t.iter().map(String::as_str).collect();
     assert_eq!(tokenizer.encode(&refs).unwrap(), unpadded);
-    // The fine-tuned classifier, every tensor used: positions after the
-    // padding id, the head on <s>.
     let tensors = weights::read_checkpoint(&files).unwrap();
-    let (clf, report) = Classifier::build(&config, 3, Device::Cpu, &tensors, "roberta-tiny", true).unwrap();
+    let (clf, report) = Classifier::build(&config, 3, Device::Cpu, &tensors, name, true).unwrap();
     assert!(report.new.is_empty() && report.unused.is_empty(), "{report:?}");
     assert_matches_transformers(&clf, &reference_batch(&r), &r);
-    // A pre-trained RoBERTa: no classifier, and a pooler the classifier does not read.
+    (config, tensors)
+}
+
+/// `tensors` without the classification head, plus `extra` (zeros).
+fn base_model(tensors: &HashMap<String, Tensor>, head: &[&str], extra: &str) -> HashMap<String, Tensor> {
     let mut base: HashMap<String, Tensor> = tensors
         .iter()
-        .filter(|(k, _)| !k.starts_with("classifier."))
+        .filter(|(k, _)| !head.iter().any(|h| k.starts_with(h)))
         .map(|(k, v)| (k.clone(), v.shallow_clone()))
         .collect();
-    base.insert("roberta.pooler.dense.weight".into(), Tensor::zeros([32, 32], (Kind::Float, Device::Cpu)));
+    base.insert(extra.into(), Tensor::zeros([32, 32], (Kind::Float, Device::Cpu)));
+    base
+}
+
+#[test]
+fn roberta_matches_transformers() {
+    // Byte-level BPE, <s> ... </s>, <pad> = 1; positions after the padding
+    // id, the head on <s>.
+    let (config, tensors) = tiny_model_matches_transformers("roberta", Family::Roberta, 1);
+    // A pre-trained RoBERTa: no classifier, and a pooler the classifier does not read.
+    let base = base_model(&tensors, &["classifier."], "roberta.pooler.dense.weight");
     let (_, report) = Classifier::build(&config, 2, Device::Cpu, &base, "base", false).unwrap();
     assert_eq!(
         report.new,
@@ -172,6 +186,28 @@ fn roberta_matches_transformers() {
     assert_eq!(report.unused, ["roberta.pooler.dense.weight"]);
     let e = Classifier::build(&config, 2, Device::Cpu, &base, "base", true).err().unwrap();
     assert!(e.to_string().contains("no classification head (classifier.out_proj.weight)"), "{e}");
+}
+
+#[test]
+fn distilbert_matches_transformers() {
+    // DistilBERT's config names (dim, n_layers, ...), layer names, no token
+    // types, pre_classifier + ReLU.
+    let (config, tensors) = tiny_model_matches_transformers("distilbert", Family::DistilBert, 0);
+    assert_eq!((config.hidden_size, config.intermediate_size, config.head_dropout()), (32, 64, 0.3));
+    // A pre-trained DistilBERT, as distilbert-base-uncased is: its masked-LM head is not used.
+    let base = base_model(&tensors, &["classifier.", "pre_classifier."], "vocab_transform.weight");
+    let (_, report) = Classifier::build(&config, 2, Device::Cpu, &base, "base", false).unwrap();
+    assert_eq!(report.new, ["classifier.bias", "classifier.weight", "pre_classifier.bias", "pre_classifier.weight"]);
+    assert_eq!(report.unused, ["vocab_transform.weight"]);
+    // Written back for transformers under DistilBERT's names.
+    let labels = config.class_labels(3, Path::new("config.json")).unwrap();
+    let out = config.for_classification(&labels);
+    assert_eq!(
+        (out["dim"].as_i64(), out["n_layers"].as_i64(), out["seq_classif_dropout"].as_f64()),
+        (Some(32), Some(2), Some(0.3))
+    );
+    assert!(out.get("hidden_size").is_none() && out.get("type_vocab_size").is_none(), "{out}");
+    assert_eq!(out["architectures"][0], "DistilBertForSequenceClassification");
 }
 
 #[test]

@@ -101,14 +101,17 @@ fn default_position_type() -> String {
     "absolute".into()
 }
 
-/// The two module trees bert-classifier loads. RoBERTa's encoder is BERT's
+/// The module trees bert-classifier loads. RoBERTa's encoder is BERT's
 /// (same layers, same names under `roberta.`); it differs in where positions
 /// start (after the padding id) and in its head: no pooler, a
-/// `classifier.dense` + tanh + `classifier.out_proj` on `<s>` instead.
+/// `classifier.dense` + tanh + `classifier.out_proj` on `[CLS]` instead.
+/// DistilBERT is BERT's layer under other names, without token types or the
+/// dropout after attention, and with `pre_classifier` + ReLU as its pooler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Bert,
     Roberta,
+    DistilBert,
 }
 
 impl Family {
@@ -117,13 +120,14 @@ impl Family {
         match self {
             Family::Bert => "bert",
             Family::Roberta => "roberta",
+            Family::DistilBert => "distilbert",
         }
     }
 
     /// The head's output layer, whose rows are the classes.
     pub fn head_weight(self) -> &'static str {
         match self {
-            Family::Bert => "classifier.weight",
+            Family::Bert | Family::DistilBert => "classifier.weight",
             Family::Roberta => "classifier.out_proj.weight",
         }
     }
@@ -131,8 +135,9 @@ impl Family {
 
 /// `model_type`s bert-classifier runs, their family and the class
 /// `transformers` builds for sequence classification.
-const MODEL_TYPES: [(&str, Family, &str); 4] = [
+const MODEL_TYPES: [(&str, Family, &str); 5] = [
     ("bert", Family::Bert, "BertForSequenceClassification"),
+    ("distilbert", Family::DistilBert, "DistilBertForSequenceClassification"),
     ("roberta", Family::Roberta, "RobertaForSequenceClassification"),
     ("xlm-roberta", Family::Roberta, "XLMRobertaForSequenceClassification"),
     ("camembert", Family::Roberta, "CamembertForSequenceClassification"),
@@ -145,7 +150,16 @@ impl BertConfig {
     }
 
     pub fn from_json(text: &str) -> Result<BertConfig> {
-        let cfg: BertConfig = match serde_json::from_str(text) {
+        let mut v: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => bail_usage!("config.json is not JSON ({e})"),
+        };
+        if let Value::Object(map) = &mut v {
+            if map.get("model_type").and_then(Value::as_str) == Some("distilbert") {
+                distilbert_to_bert(map);
+            }
+        }
+        let cfg: BertConfig = match serde_json::from_value(v) {
             Ok(c) => c,
             Err(e) => bail_usage!("not a BERT config.json ({e})"),
         };
@@ -156,7 +170,7 @@ impl BertConfig {
     fn validate(&self) -> Result<()> {
         if !MODEL_TYPES.iter().any(|(t, _, _)| *t == self.model_type) {
             bail_usage!(
-                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), roberta, xlm-roberta and camembert",
+                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), distilbert, roberta, xlm-roberta and camembert",
                 self.model_type
             );
         }
@@ -217,7 +231,7 @@ impl BertConfig {
     /// after the padding id, so its first `pad_token_id + 1` rows are never used.
     pub fn max_tokens(&self) -> i64 {
         match self.family() {
-            Family::Bert => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert => self.max_position_embeddings,
             Family::Roberta => self.max_position_embeddings - self.pad_id() - 1,
         }
     }
@@ -302,8 +316,52 @@ impl BertConfig {
             map.insert("torch_dtype".into(), Value::from("float32"));
             map.remove("num_labels");
             map.remove("_name_or_path");
+            if self.family() == Family::DistilBert {
+                bert_to_distilbert(map);
+            }
         }
         v
+    }
+}
+
+type DefaultValue = fn() -> Value;
+
+/// DistilBERT's `config.json` names for BERT's fields, and its defaults
+/// (`DistilBertConfig`'s) for a file that leaves them out.
+const DISTILBERT_FIELDS: [(&str, &str, DefaultValue); 8] = [
+    ("dim", "hidden_size", || Value::from(768)),
+    ("n_layers", "num_hidden_layers", || Value::from(6)),
+    ("n_heads", "num_attention_heads", || Value::from(12)),
+    ("hidden_dim", "intermediate_size", || Value::from(3072)),
+    ("activation", "hidden_act", || Value::from("gelu")),
+    ("dropout", "hidden_dropout_prob", || Value::from(0.1)),
+    ("attention_dropout", "attention_probs_dropout_prob", || Value::from(0.1)),
+    ("seq_classif_dropout", "classifier_dropout", || Value::from(0.2)),
+];
+
+/// BERT's fields DistilBERT does not have: its LayerNorm eps is fixed at
+/// 1e-12 (BERT's default) and it has no token types.
+const NOT_DISTILBERT: [&str; 3] = ["layer_norm_eps", "type_vocab_size", "position_embedding_type"];
+
+fn distilbert_to_bert(map: &mut Map<String, Value>) {
+    for (theirs, ours, default) in DISTILBERT_FIELDS {
+        let v = map.remove(theirs).unwrap_or_else(default);
+        map.insert(ours.into(), v);
+    }
+    for field in NOT_DISTILBERT {
+        map.remove(field);
+    }
+    map.entry("vocab_size").or_insert(Value::from(30522));
+}
+
+fn bert_to_distilbert(map: &mut Map<String, Value>) {
+    for (theirs, ours, _) in DISTILBERT_FIELDS {
+        if let Some(v) = map.remove(ours) {
+            map.insert(theirs.into(), v);
+        }
+    }
+    for field in NOT_DISTILBERT {
+        map.remove(field);
     }
 }
 

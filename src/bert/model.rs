@@ -5,6 +5,9 @@
 //! are the same encoder under `roberta.`, with positions counted from after
 //! the padding id, and a head whose dense layer (`classifier.dense`, in the
 //! pooler's place) and output (`classifier.out_proj`) take `<s>` directly.
+//! DistilBERT's layers are BERT's under other names (`distilbert.transformer.
+//! layer.N.attention.q_lin`, `ffn.lin1`, `sa_layer_norm`, ...), without token
+//! types or dropout after attention; its pooler is `pre_classifier` + ReLU.
 //!
 //! Numerics follow `transformers`: LayerNorm with the config's eps, the exact
 //! erf GELU, fused scaled-dot-product attention over the padding mask. With
@@ -135,7 +138,8 @@ impl LayerNorm {
 struct Embeddings {
     word: Tensor,
     position: Tensor,
-    token_type: Tensor,
+    /// `None` for DistilBERT, which has no token types.
+    token_type: Option<Tensor>,
     ln: LayerNorm,
     pad_id: i64,
     dropout: f64,
@@ -148,7 +152,8 @@ impl Embeddings {
         Embeddings {
             word: (&p / "word_embeddings").var("weight", &[c.vocab_size, c.hidden_size], init),
             position: (&p / "position_embeddings").var("weight", &[c.max_position_embeddings, c.hidden_size], init),
-            token_type: (&p / "token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init),
+            token_type: (c.family() != Family::DistilBert)
+                .then(|| (&p / "token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init)),
             ln: LayerNorm::new(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps),
             pad_id: c.pad_id(),
             dropout: c.hidden_dropout_prob,
@@ -160,7 +165,7 @@ impl Embeddings {
         Embeddings {
             word: self.word.shallow_clone(),
             position: self.position.shallow_clone(),
-            token_type: self.token_type.shallow_clone(),
+            token_type: self.token_type.as_ref().map(Tensor::shallow_clone),
             ln: self.ln.shallow(),
             pad_id: self.pad_id,
             dropout: self.dropout,
@@ -175,14 +180,17 @@ impl Embeddings {
         // `padding_idx` keeps the [PAD] row's gradient at zero, as nn.Embedding does.
         let words = Tensor::f_embedding(&self.word, ids, self.pad_id, false, false)?;
         let positions = match self.family {
-            Family::Bert => self.position.f_narrow(0, 0, len)?,
+            Family::Bert | Family::DistilBert => self.position.f_narrow(0, 0, len)?,
             Family::Roberta => {
                 let tokens = ids.f_ne(self.pad_id)?.f_to_kind(Kind::Int64)?;
                 let ids = tokens.f_cumsum(1, Kind::Int64)?.f_mul(&tokens)?.f_add_scalar(self.pad_id)?;
                 Tensor::f_embedding(&self.position, &ids, self.pad_id, false, false)?
             }
         };
-        let x = words.f_add(&self.token_type.f_get(0)?)?.f_add(&positions)?;
+        let x = match &self.token_type {
+            Some(types) => words.f_add(&types.f_get(0)?)?.f_add(&positions)?,
+            None => words.f_add(&positions)?,
+        };
         let x = self.ln.forward(&x)?;
         pass.dropout.apply(&x, self.dropout, Site::Embeddings)
     }
@@ -202,27 +210,62 @@ struct Layer {
     head_dim: i64,
     act: Activation,
     hidden_dropout: f64,
+    /// After the attention's output projection: BERT's hidden dropout, none in DistilBERT.
+    attn_out_dropout: f64,
     attn_dropout: f64,
+}
+
+/// A layer's parts under `encoder.layer.N` (BERT, RoBERTa): query, key, value,
+/// attention output, its LayerNorm, intermediate, output, its LayerNorm.
+const BERT_LAYER: [&str; 8] = [
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "attention.output.LayerNorm",
+    "intermediate.dense",
+    "output.dense",
+    "output.LayerNorm",
+];
+/// The same under DistilBERT's `transformer.layer.N`.
+const DISTILBERT_LAYER: [&str; 8] = [
+    "attention.q_lin",
+    "attention.k_lin",
+    "attention.v_lin",
+    "attention.out_lin",
+    "sa_layer_norm",
+    "ffn.lin1",
+    "ffn.lin2",
+    "output_layer_norm",
+];
+
+/// `p` / each part of a dotted name.
+fn sub<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    let mut parts = dotted.split('.');
+    let first = p / parts.next().unwrap_or_default();
+    parts.fold(first, |p, part| &p / part)
 }
 
 impl Layer {
     fn new(p: nn::Path, c: &BertConfig, index: usize) -> Layer {
-        let (h, i, r) = (c.hidden_size, c.intermediate_size, c.initializer_range);
-        let att = &p / "attention";
+        let (h, i, r, eps) = (c.hidden_size, c.intermediate_size, c.initializer_range, c.layer_norm_eps);
+        let distil = c.family() == Family::DistilBert;
+        let [q, k, v, ao, aln, inter, out, oln] = if distil { DISTILBERT_LAYER } else { BERT_LAYER };
         Layer {
             index,
-            query: Linear::new(&att / "self" / "query", h, h, r),
-            key: Linear::new(&att / "self" / "key", h, h, r),
-            value: Linear::new(&att / "self" / "value", h, h, r),
-            attn_out: Linear::new(&att / "output" / "dense", h, h, r),
-            attn_ln: LayerNorm::new(&att / "output" / "LayerNorm", h, c.layer_norm_eps),
-            intermediate: Linear::new(&p / "intermediate" / "dense", h, i, r),
-            output: Linear::new(&p / "output" / "dense", i, h, r),
-            out_ln: LayerNorm::new(&p / "output" / "LayerNorm", h, c.layer_norm_eps),
+            query: Linear::new(sub(&p, q), h, h, r),
+            key: Linear::new(sub(&p, k), h, h, r),
+            value: Linear::new(sub(&p, v), h, h, r),
+            attn_out: Linear::new(sub(&p, ao), h, h, r),
+            attn_ln: LayerNorm::new(sub(&p, aln), h, eps),
+            intermediate: Linear::new(sub(&p, inter), h, i, r),
+            output: Linear::new(sub(&p, out), i, h, r),
+            out_ln: LayerNorm::new(sub(&p, oln), h, eps),
             heads: c.num_attention_heads,
             head_dim: c.head_dim(),
             act: c.activation(),
             hidden_dropout: c.hidden_dropout_prob,
+            attn_out_dropout: if distil { 0.0 } else { c.hidden_dropout_prob },
             attn_dropout: c.attention_probs_dropout_prob,
         }
     }
@@ -243,6 +286,7 @@ impl Layer {
             head_dim: self.head_dim,
             act: self.act,
             hidden_dropout: self.hidden_dropout,
+            attn_out_dropout: self.attn_out_dropout,
             attn_dropout: self.attn_dropout,
         })
     }
@@ -272,7 +316,7 @@ impl Layer {
         let s = ctx.size();
         let ctx = ctx.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?;
         let a = self.attn_out.forward(&ctx, prec)?.f_to_kind(Kind::Float)?;
-        let a = pass.dropout.apply(&a, self.hidden_dropout, Site::AttentionOutput(self.index))?;
+        let a = pass.dropout.apply(&a, self.attn_out_dropout, Site::AttentionOutput(self.index))?;
         let a = self.attn_ln.forward(&a.f_add(&queries_from)?)?;
         let i = self.intermediate.forward_act(&a, prec, self.act)?;
         let o = self.output.forward(&i, prec)?.f_to_kind(Kind::Float)?;
@@ -363,11 +407,15 @@ impl BertClassifier {
     /// and initialisation (normal(0, initializer_range) weights, zero biases).
     pub fn new(p: &nn::Path, config: &BertConfig, num_labels: i64) -> BertClassifier {
         let b = p / config.family().prefix();
-        let enc = &b / "encoder" / "layer";
+        let enc = match config.family() {
+            Family::Bert | Family::Roberta => &b / "encoder" / "layer",
+            Family::DistilBert => &b / "transformer" / "layer",
+        };
         let (h, r) = (config.hidden_size, config.initializer_range);
         let (pooler, classifier) = match config.family() {
             Family::Bert => (&b / "pooler" / "dense", p / "classifier"),
             Family::Roberta => (p / "classifier" / "dense", p / "classifier" / "out_proj"),
+            Family::DistilBert => (p / "pre_classifier", p / "classifier"),
         };
         BertClassifier {
             bert: Encoder {
@@ -426,11 +474,16 @@ impl BertClassifier {
         let h = self.encode(batch, pass, true)?;
         let cls = h.f_narrow(1, 0, 1)?;
         let cls = match self.config.family() {
-            Family::Bert => cls,
+            Family::Bert | Family::DistilBert => cls,
             Family::Roberta => pass.dropout.apply(&cls, self.head_dropout, Site::HeadInput)?,
         };
         let cls = cls.f_squeeze_dim(1)?;
-        let pooled = self.bert.pooler.forward(&cls, pass.precision)?.f_tanh()?.f_to_kind(Kind::Float)?;
+        let pooled = self.bert.pooler.forward(&cls, pass.precision)?;
+        let pooled = match self.config.family() {
+            Family::Bert | Family::Roberta => pooled.f_tanh()?,
+            Family::DistilBert => pooled.f_relu()?,
+        };
+        let pooled = pooled.f_to_kind(Kind::Float)?;
         let s = pooled.size();
         let pooled = pass.dropout.apply(&pooled.f_view([s[0], 1, s[1]])?, self.head_dropout, Site::Head)?;
         Ok(self.classifier.forward(&pooled.f_view([s[0], s[1]])?, pass.precision)?.f_to_kind(Kind::Float)?)

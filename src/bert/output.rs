@@ -139,13 +139,14 @@ fn started_lines(s: &Started) -> Vec<String> {
         let names: Vec<&str> = s.new_parameters.iter().map(|n| n.split(' ').next().unwrap_or(n)).collect();
         format!("; new: {}", names.join(", "))
     };
+    let parameters = if s.parameters >= 100_000 {
+        format!("{:.1}M", s.parameters as f64 / 1e6)
+    } else {
+        format!("{:.1}K", s.parameters as f64 / 1e3)
+    };
     out.push(format!(
-        "Model: {} ({:.1}M parameters, {} layers, hidden {}, {}{new})",
-        s.model,
-        s.parameters as f64 / 1e6,
-        s.layers,
-        s.hidden,
-        s.tokenizer
+        "Model: {} ({parameters} parameters, {} layers, hidden {}, {}{new})",
+        s.model, s.layers, s.hidden, s.tokenizer
     ));
     let test = s.test_rows.map(|n| format!(", test.csv {n}")).unwrap_or_else(|| ", no test.csv".into());
     let skipped = if s.skipped_rows.is_empty() {

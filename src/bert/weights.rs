@@ -71,10 +71,12 @@ fn read_pytorch_bin(path: &Path) -> Result<HashMap<String, Tensor>> {
 pub fn our_name(stored: &str, family: Family) -> Option<String> {
     let mut name = stored.to_string();
     let unused = name.ends_with("position_ids")
-        || name.ends_with("position_embeddings.position_ids")
         || name.starts_with("cls.")
         || name.contains(".cls.")
-        || name.starts_with("lm_head.");
+        || name.starts_with("lm_head.")
+        || name.starts_with("vocab_transform.")
+        || name.starts_with("vocab_layer_norm.")
+        || name.starts_with("vocab_projector.");
     let prefix = family.prefix();
     if unused
         || (family == Family::Roberta
@@ -89,7 +91,8 @@ pub fn our_name(stored: &str, family: Family) -> Option<String> {
             name = format!("{base}.bias");
         }
     }
-    if !name.starts_with(&format!("{prefix}.")) && !name.starts_with("classifier.") {
+    let head = name.starts_with("classifier.") || name.starts_with("pre_classifier.");
+    if !name.starts_with(&format!("{prefix}.")) && !head {
         name = format!("{prefix}.{name}");
     }
     Some(name)
@@ -98,7 +101,7 @@ pub fn our_name(stored: &str, family: Family) -> Option<String> {
 /// Whether a variable may be missing from a pre-trained checkpoint: it is what
 /// fine-tuning adds.
 fn is_new_part(name: &str) -> bool {
-    name.starts_with("classifier.") || name.starts_with("bert.pooler.")
+    name.starts_with("classifier.") || name.starts_with("bert.pooler.") || name.starts_with("pre_classifier.")
 }
 
 /// Copies a checkpoint into `vs` (converting to each variable's dtype). With
@@ -215,5 +218,13 @@ mod tests {
         assert!(roberta("roberta.pooler.dense.weight").is_none());
         assert!(roberta("pooler.dense.bias").is_none());
         assert!(roberta("lm_head.dense.weight").is_none());
+
+        let distil = |n: &str| our_name(n, Family::DistilBert);
+        assert_eq!(
+            distil("transformer.layer.5.ffn.lin1.weight").unwrap(),
+            "distilbert.transformer.layer.5.ffn.lin1.weight"
+        );
+        assert_eq!(distil("pre_classifier.bias").unwrap(), "pre_classifier.bias");
+        assert!(distil("vocab_projector.bias").is_none());
     }
 }
