@@ -12,6 +12,7 @@ use hpcml::bert::data::{self, Columns};
 use hpcml::bert::export::{self, Which};
 use hpcml::bert::output::{self, Reporter};
 use hpcml::bert::predict::{self, PredictConfig};
+use hpcml::bert::source::Shares;
 use hpcml::bert::train::{self, Outcome, TrainConfig};
 use hpcml::cluster::Cluster;
 use hpcml::device::DeviceRequest;
@@ -61,9 +62,14 @@ struct TrainArgs {
     /// The output folder: best model, checkpoint, plots, report, JSON record.
     #[arg(short = 'o', long, default_value = ".")]
     output: PathBuf,
-    /// The folder with train.csv, valid.csv and (optionally) test.csv.
+    /// The folder with train.csv, valid.csv and (optionally) test.csv, or one labelled CSV
+    /// file, split by class into train, valid and test (--split).
     #[arg(short = 's', long, default_value = ".")]
     source: PathBuf,
+    /// With -s FILE: percent of its rows for train, valid and test, split by class
+    /// (the same split for the same --seed) [default: 80,10,10].
+    #[arg(long, value_name = "TRAIN,VALID,TEST")]
+    split: Option<Shares>,
     /// The pre-trained BERT, DistilBERT or RoBERTa model: a directory, or a Hugging Face name such as
     /// bert-base-uncased, distilbert-base-uncased or roberta-base (from the HF cache, downloaded unless HF_HUB_OFFLINE=1) [default: the offline all-MiniLM-L6-v2].
     #[arg(short = 'm', long)]
@@ -240,6 +246,7 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         eval_batch_size: a.eval_batch_size as usize,
         max_steps: a.max_steps.map(|m| m as usize),
         class_names: a.class_names.map(|c| c.0).unwrap_or_default(),
+        split: a.split,
     };
     let mut reporter = Reporter::new(cluster.is_root());
     let outcome = train::run(cluster, &cfg, &mut reporter);

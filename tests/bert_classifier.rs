@@ -265,6 +265,40 @@ fn a_distilbert_checkpoint_fine_tunes_and_exports_for_transformers() {
 }
 
 #[test]
+fn one_labelled_file_is_split_by_class_and_the_split_resumes() {
+    // The spam/ham variant's layout: one CSV with every labelled text.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_data(&data, 60, 20, None);
+    let train = std::fs::read_to_string(data.join("train.csv")).unwrap();
+    let valid = std::fs::read_to_string(data.join("valid.csv")).unwrap();
+    let all = data.join("spam.csv");
+    std::fs::write(&all, format!("{train}{}", valid.split_once('\n').unwrap().1)).unwrap();
+    let (f, o) = (all.to_str().unwrap(), dir.path().join("out"));
+    let o = o.to_str().unwrap();
+    let a = args(&FAST, &["-s", f, "-o", o, "--split", "70,15,15", "--epochs", "2", "--lr", "1e-4"]);
+    let r = run(BIN, &a, 300).ok();
+    // 40 ham and 40 spam: 6 of each held out for validation and 6 for test.
+    assert!(
+        r.stdout.contains("Data: spam.csv split 70/15/15 by class (seed 42): train 56, valid 12, test 12 rows"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(&format!("Evaluating the model on the test split of {f} (12 rows)")), "{}", r.stdout);
+    let res = json(&dir.path().join("out/results.json"));
+    assert_eq!(res["test"]["rows"], 12);
+    assert!(res["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{}", res["test"]);
+    let recorded = json(&dir.path().join("out/run_config.json"));
+    assert_eq!(recorded["split"], serde_json::json!({"train": 70, "valid": 15, "test": 15}));
+    // The same command resumes (the same split, so the same training data) ...
+    let r = run(BIN, &args(&a, &["--resume"]), 300).ok();
+    assert!(r.stdout.contains("Data: spam.csv split 70/15/15"), "{}", r.stdout);
+    // ... and another seed is another split, which the checkpoint refuses.
+    let r = run(BIN, &args(&a, &["--resume", "--seed", "7"]), 300);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
 fn predict_reads_files_stdin_and_csv_and_evaluate_reports() {
     let t = trained();
     let m = t.out.to_str().unwrap();
@@ -512,6 +546,12 @@ fn bad_inputs_are_one_line_errors() {
     assert_one_line_error(&r, 2, "--frobnicate");
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "--max-len", "4096"], 60);
     assert_one_line_error(&r, 2, "--max-len");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "--split", "80,10,10"], 60);
+    assert_one_line_error(&r, 2, "--split divides a single file given as -s FILE");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data.join("valid.csv")), "--split", "80,20"], 60);
+    assert_one_line_error(&r, 2, "add up to 100");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data.join("valid.csv")), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "too few to hold out 10% for validation");
 
     // Under mpiexec every rank finds the problem; the job says it once.
     let r = mpirun(2, BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o"))], 60);

@@ -1,7 +1,7 @@
 //! Labelled texts from CSV files, their classes, and batches.
 //!
-//! The layout is the tutorial's: a source directory with `train.csv`,
-//! `valid.csv` and (optionally) `test.csv`, a header row, the text in one
+//! The layout is the tutorial's ([`super::source`]): a source directory with
+//! `train.csv`, `valid.csv` and (optionally) `test.csv`, a header row, the text in one
 //! column (`titletext`) and the class in another (`label`). Classes may be any
 //! strings (`0`/`1`, `spam`/`ham`); they are numbered in order (numerically
 //! when all are integers) and kept, with any names the user gives them
@@ -475,39 +475,6 @@ pub fn eval_batches(lengths: &[usize], batch: usize, max_len: usize) -> Vec<Vec<
 pub fn deal(batch: &[usize], ranks: usize) -> Vec<usize> {
     let ranks = ranks.max(1);
     (0..ranks).flat_map(|r| batch.iter().skip(r).step_by(ranks).copied()).collect()
-}
-
-/// The source directory's files: train and valid are required, test optional.
-pub struct SourceFiles {
-    pub train: PathBuf,
-    pub valid: PathBuf,
-    pub test: Option<PathBuf>,
-}
-
-impl SourceFiles {
-    pub fn find(dir: &Path) -> Result<SourceFiles> {
-        if !dir.is_dir() {
-            bail_usage!(
-                "-s/--source {}: no such directory (it should hold train.csv, valid.csv and optionally test.csv)",
-                dir.display()
-            );
-        }
-        let need = |f: &str| -> Result<PathBuf> {
-            let p = dir.join(f);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                bail_usage!(
-                    "-s/--source {}: no {f} there (expected train.csv, valid.csv and optionally test.csv; see data/README.md to fetch the tutorial's)",
-                    dir.display()
-                )
-            }
-        };
-        let train = need("train.csv")?;
-        let valid = need("valid.csv")?;
-        let test = Some(dir.join("test.csv")).filter(|p| p.is_file());
-        Ok(SourceFiles { train, valid, test })
-    }
 }
 
 /// A short digest of examples (texts and labels), so a resume can tell it is

@@ -6,6 +6,7 @@
 //! (counter-based masks), [`weights`] (checkpoint names and loading),
 //! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
 //! downloads), [`data`] (CSV files, labels, length-bucketed batches),
+//! [`source`] (the data directory, or one file split by class),
 //! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes),
 //! [`packed_linear`] (linear layers on oneDNN with packed weights).
 
@@ -18,6 +19,7 @@ pub mod model;
 pub mod output;
 pub mod packed_linear;
 pub mod predict;
+pub mod source;
 pub mod tokenize;
 pub mod train;
 pub mod weights;

@@ -89,13 +89,9 @@ impl Sink for Reporter {
                 best.step,
                 best.valid_loss
             )),
-            Event::Testing { file, rows, fallback_from } => match fallback_from {
-                Some(missing) => self.line(&format!(
-                    "No {}: evaluating the model on {} instead ({rows} rows)",
-                    missing.display(),
-                    file.display()
-                )),
-                None => self.line(&format!("Evaluating the model on {} ({rows} rows)", file.display())),
+            Event::Testing { set, rows, missing } => match missing {
+                Some(missing) => self.line(&format!("No {missing}: evaluating the model on {set} instead ({rows} rows)")),
+                None => self.line(&format!("Evaluating the model on {set} ({rows} rows)")),
             },
         }
     }
@@ -148,7 +144,11 @@ fn started_lines(s: &Started) -> Vec<String> {
         "Model: {} ({parameters} parameters, {} layers, hidden {}, {}{new})",
         s.model, s.layers, s.hidden, s.tokenizer
     ));
-    let test = s.test_rows.map(|n| format!(", test.csv {n}")).unwrap_or_else(|| ", no test.csv".into());
+    let (sets, train, valid, test) = match &s.split_by {
+        Some(how) => (format!("{how}: "), "train", "valid", "test"),
+        None => (String::new(), "train.csv", "valid.csv", "test.csv"),
+    };
+    let test = s.test_rows.map(|n| format!(", {test} {n}")).unwrap_or_else(|| format!(", no {test}"));
     let skipped = if s.skipped_rows.is_empty() {
         String::new()
     } else {
@@ -161,7 +161,7 @@ fn started_lines(s: &Started) -> Vec<String> {
         s.labels.clone()
     };
     out.push(format!(
-        "Data: train.csv {}, valid.csv {}{test} rows; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
+        "Data: {sets}{train} {}, {valid} {}{test} rows; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
         s.train_rows,
         s.valid_rows,
         classes.join(", "),

@@ -23,11 +23,12 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 use super::config::BertConfig;
-use super::data::{self, Encoded, Labels, SourceFiles, Split};
+use super::data::{self, Encoded, Labels, Split};
 use super::dropout::{Dropout, DropoutKeys};
 use super::hub::{self, ModelFiles};
 use super::model::{self, Pass};
 use super::predict::{self, Evaluation};
+use super::source::{self, Shares, Source};
 use super::tokenize::TextTokenizer;
 use super::{weights, Classifier};
 use crate::bail_usage;
@@ -78,6 +79,9 @@ pub struct TrainConfig {
     /// Names for the classes, as (value in the CSVs, name); empty: the values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<(String, String)>,
+    /// `--split`: how a single source file is split; `None`: 80/10/10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Shares>,
 }
 
 /// `--device` as the text the user typed.
@@ -143,14 +147,47 @@ struct TrainerState {
 /// What happens during a run, for rank 0 to show as it happens.
 pub enum Event<'a> {
     Started(&'a Started),
-    Resumed { step: u64, total: u64, path: &'a Path },
-    NothingToResume { path: &'a Path },
-    Validated { epoch: usize, epochs: usize, step: u64, total: u64, train_loss: f64, valid: &'a Evaluation },
-    Saved { path: &'a Path },
-    Stopped { signal: &'a str, step: u64, total: u64, path: &'a Path },
-    Finished { steps: u64, seconds: f64, samples_per_second: f64 },
-    BestLoaded { path: &'a Path, best: &'a Best },
-    Testing { file: &'a Path, rows: usize, fallback_from: Option<&'a Path> },
+    Resumed {
+        step: u64,
+        total: u64,
+        path: &'a Path,
+    },
+    NothingToResume {
+        path: &'a Path,
+    },
+    Validated {
+        epoch: usize,
+        epochs: usize,
+        step: u64,
+        total: u64,
+        train_loss: f64,
+        valid: &'a Evaluation,
+    },
+    Saved {
+        path: &'a Path,
+    },
+    Stopped {
+        signal: &'a str,
+        step: u64,
+        total: u64,
+        path: &'a Path,
+    },
+    Finished {
+        steps: u64,
+        seconds: f64,
+        samples_per_second: f64,
+    },
+    BestLoaded {
+        path: &'a Path,
+        best: &'a Best,
+    },
+    /// `set`: the file (or a file's split) evaluated; `missing`: the test set
+    /// there is not, when it is the validation set instead.
+    Testing {
+        set: &'a str,
+        rows: usize,
+        missing: Option<&'a str>,
+    },
 }
 
 /// Receives events and step progress; rank 0's shows them, others ignore.
@@ -182,6 +219,9 @@ pub struct Started {
     pub train_rows: usize,
     pub valid_rows: usize,
     pub test_rows: Option<usize>,
+    /// How one source file was split (`spam.csv split 80/10/10 by class (seed 42)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_by: Option<String>,
     pub skipped_rows: Vec<(String, usize)>,
     pub max_len: usize,
     pub truncated_fraction: f64,
@@ -333,6 +373,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         train_rows: data.train.len(),
         valid_rows: data.valid.len(),
         test_rows: data.test.as_ref().map(|t| t.0.len()),
+        split_by: data.split_by.clone(),
         skipped_rows: data.skipped.clone(),
         max_len: cfg.max_len,
         truncated_fraction: data.truncated_fraction,
@@ -439,11 +480,22 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let all = Params::all(&clf.vs);
     cluster.agree(saved.restore(&all.names, &all.tensors))?;
     sink.event(Event::BestLoaded { path: &model_path, best: &best });
-    let (test_set, test_file, fallback) = match &data.test {
-        Some((set, path)) => (set, path.clone(), None),
-        None => (&data.valid, data.valid_path.clone(), Some(cfg.source.join("test.csv"))),
+    let (test_set, test_file, test_name, missing) = match &data.test {
+        Some((set, path, name)) => (set, path.clone(), name.as_str(), None),
+        None if data.split_by.is_some() => (
+            &data.valid,
+            data.valid_path.clone(),
+            data.valid_name.as_str(),
+            Some("test split (--split ...,0)".to_string()),
+        ),
+        None => (
+            &data.valid,
+            data.valid_path.clone(),
+            data.valid_name.as_str(),
+            Some(cfg.source.join("test.csv").display().to_string()),
+        ),
     };
-    sink.event(Event::Testing { file: &test_file, rows: test_set.len(), fallback_from: fallback.as_deref() });
+    sink.event(Event::Testing { set: test_name, rows: test_set.len(), missing: missing.as_deref() });
     cluster.barrier();
     let t0 = cluster.wtime();
     let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
@@ -499,7 +551,12 @@ struct Data {
     train: Encoded,
     valid: Encoded,
     valid_path: PathBuf,
-    test: Option<(Encoded, PathBuf)>,
+    /// `valid.csv`, or `spam.csv (valid split)`, for the log.
+    valid_name: String,
+    /// The test set, its file and its name for the log.
+    test: Option<(Encoded, PathBuf, String)>,
+    /// How a single source file was split, for the log.
+    split_by: Option<String>,
     labels: Labels,
     skipped: Vec<(String, usize)>,
     batches_per_epoch: usize,
@@ -507,47 +564,74 @@ struct Data {
     mean_tokens: f64,
 }
 
+/// A test file, read with `read`. An unlabelled one (as Kaggle's are) cannot
+/// be scored; the error says what to do with it. Its header is looked at
+/// again only when reading failed.
+fn read_test(cfg: &TrainConfig, path: &Path, read: &impl Fn(&Path) -> Result<Split>) -> Result<Split> {
+    read(path).map_err(|e| {
+        if data::has_column(path, &cfg.label_column) == Some(false) {
+            crate::cli::usage(format!(
+                "{} has no '{}' column to score the model on: label it (--label-column names the column), or move it out of {} and classify it after training with `bert-classifier predict -m {} --csv FILE`",
+                path.display(),
+                cfg.label_column,
+                cfg.source.display(),
+                cfg.output.display()
+            ))
+        } else {
+            e
+        }
+    })
+}
+
 fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if cfg.epochs == 0 || cfg.batch_size == 0 {
         bail_usage!("--epochs and --batch-size must be at least 1");
     }
-    let files = SourceFiles::find(&cfg.source)?;
     let read = |p: &Path| data::read_labelled(p, &cfg.text_column, &cfg.label_column, cfg.skip_bad_rows);
-    let train_split = read(&files.train)?;
-    if train_split.is_empty() {
-        bail_usage!("{} has no rows to train on", files.train.display());
-    }
-    let labels = Labels::from_split(&train_split)?.named(&cfg.class_names, &files.train)?;
-    let valid_split = read(&files.valid)?;
-    if valid_split.is_empty() {
-        bail_usage!("{} has no rows to validate on", files.valid.display());
-    }
-    let test_split = match files.test.as_deref() {
-        // An unlabelled test set (as Kaggle's are) cannot be scored; say what
-        // to do with it. Its header is looked at again only when reading failed.
-        Some(p) => Some(read(p).map_err(|e| {
-            if data::has_column(p, &cfg.label_column) == Some(false) {
-                crate::cli::usage(format!(
-                    "{} has no '{}' column to score the model on: label it (--label-column names the column), or move it out of {} and classify it after training with `bert-classifier predict -m {} --csv FILE`",
-                    p.display(),
-                    cfg.label_column,
-                    cfg.source.display(),
-                    cfg.output.display()
-                ))
-            } else {
-                e
+    let (train_split, valid_split, test_split, split_by) = match Source::find(&cfg.source)? {
+        Source::Dir { .. } if cfg.split.is_some() => bail_usage!(
+            "--split divides a single file given as -s FILE; {} is a directory with its own train.csv and valid.csv",
+            cfg.source.display()
+        ),
+        Source::Dir { train, valid, test } => {
+            let train = read(&train)?;
+            let valid = read(&valid)?;
+            let test = match test.as_deref() {
+                Some(p) => Some(read_test(cfg, p, &read)?),
+                None => None,
+            };
+            (train, valid, test, None)
+        }
+        Source::File(path) => {
+            let shares = cfg.split.unwrap_or_default();
+            let all = read(&path)?;
+            if all.is_empty() {
+                bail_usage!("{} has no rows to train on", path.display());
             }
-        })?),
-        None => None,
+            let (train, valid, test) = source::split_by_class(&all, shares, cfg.seed)?;
+            (train, valid, test, Some(format!("{} split {shares} by class (seed {})", all.name, cfg.seed)))
+        }
     };
+    if train_split.is_empty() {
+        bail_usage!("{} has no rows to train on", train_split.path.display());
+    }
+    let labels = Labels::from_split(&train_split)?.named(&cfg.class_names, &train_split.path)?;
+    if valid_split.is_empty() {
+        bail_usage!("{} has no rows to validate on", valid_split.path.display());
+    }
     let encode = |s: &Split| -> Result<Encoded> {
         let texts: Vec<&str> = s.texts.iter().map(String::as_str).collect();
         Ok(Encoded { ids: tokenizer.encode(&texts)?, labels: labels.ids(s, "train.csv")? })
     };
     let train = encode(&train_split)?;
     let valid = encode(&valid_split)?;
-    let test = match (&test_split, &files.test) {
-        (Some(s), Some(p)) if !s.is_empty() => Some((encode(s)?, p.clone())),
+    // The log names a file, or a file's part.
+    let describe = |s: &Split, part: &str| match &split_by {
+        Some(_) => format!("the {part} split of {}", s.path.display()),
+        None => s.path.display().to_string(),
+    };
+    let test = match &test_split {
+        Some(s) if !s.is_empty() => Some((encode(s)?, s.path.clone(), describe(s, "test"))),
         _ => None,
     };
     let mut skipped = vec![
@@ -564,10 +648,12 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         batches_per_epoch: train.len().div_ceil(cfg.batch_size),
         truncated_fraction: truncated as f64 / lengths.len().max(1) as f64,
         mean_tokens: lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64,
+        valid_path: valid_split.path.clone(),
+        valid_name: describe(&valid_split, "valid"),
+        split_by,
         train_split,
         train,
         valid,
-        valid_path: files.valid,
         test,
         labels,
         skipped,

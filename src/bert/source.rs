@@ -1,0 +1,217 @@
+//! Where `train` finds its labelled examples: the tutorial's directory of
+//! `train.csv`, `valid.csv` and (optionally) `test.csv`, or one labelled CSV
+//! (the spam/ham variant's `spam.csv`) that it splits itself, as
+//! scikit-learn's `train_test_split(stratify=...)` would: by class, in fixed
+//! shares, the same for the same seed, so `--resume` sees the same split.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::data::Split;
+use crate::bail_usage;
+use crate::train::rng::{derive, SplitMix64};
+
+/// `-s/--source`: a directory of split files, or one file to split.
+pub enum Source {
+    /// train and valid are required, test optional.
+    Dir {
+        train: PathBuf,
+        valid: PathBuf,
+        test: Option<PathBuf>,
+    },
+    File(PathBuf),
+}
+
+impl Source {
+    pub fn find(path: &Path) -> Result<Source> {
+        if path.is_file() {
+            return Ok(Source::File(path.to_path_buf()));
+        }
+        if !path.is_dir() {
+            bail_usage!(
+                "-s/--source {}: no such directory or file (give a directory with train.csv, valid.csv and optionally test.csv, or one labelled CSV file to split)",
+                path.display()
+            );
+        }
+        let need = |f: &str| -> Result<PathBuf> {
+            let p = path.join(f);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                bail_usage!(
+                    "-s/--source {}: no {f} there (expected train.csv, valid.csv and optionally test.csv, or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
+                    path.display()
+                )
+            }
+        };
+        let train = need("train.csv")?;
+        let valid = need("valid.csv")?;
+        let test = Some(path.join("test.csv")).filter(|p| p.is_file());
+        Ok(Source::Dir { train, valid, test })
+    }
+}
+
+/// Percent of one file's rows for training, validation and test: `--split 80,10,10`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shares {
+    pub train: u32,
+    pub valid: u32,
+    pub test: u32,
+}
+
+impl Default for Shares {
+    fn default() -> Shares {
+        Shares { train: 80, valid: 10, test: 10 }
+    }
+}
+
+impl FromStr for Shares {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shares, String> {
+        let bad = || {
+            "give three whole percentages for train, valid and test that add up to 100, such as 80,10,10 (test may be 0)".to_string()
+        };
+        let parts: Vec<u32> =
+            s.split(',').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+        match parts[..] {
+            [train, valid, test] if train > 0 && valid > 0 && train + valid + test == 100 => {
+                Ok(Shares { train, valid, test })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Shares {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.train, self.valid, self.test)
+    }
+}
+
+/// One file's rows split by class into train, valid and test: each class
+/// shuffled (by `seed`) and cut in `shares`, so every split holds the classes
+/// in the file's proportions; rows keep their file order within a split.
+/// Rows the reader skipped are counted with train. `None` for an empty test share.
+pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, Split, Option<Split>)> {
+    let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, label) in all.labels.iter().enumerate() {
+        by_class.entry(label.as_str()).or_default().push(i);
+    }
+    let mut rng = SplitMix64::new(derive(seed, "split", 0));
+    let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    for rows in by_class.values_mut() {
+        for i in (1..rows.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            rows.swap(i, j);
+        }
+        let n = rows.len();
+        let part = |pct: u32| ((n as f64) * f64::from(pct) / 100.0).round() as usize;
+        let n_valid = part(shares.valid).min(n.saturating_sub(1));
+        let n_test = part(shares.test).min(n - 1 - n_valid.min(n - 1));
+        valid.extend_from_slice(&rows[..n_valid]);
+        test.extend_from_slice(&rows[n_valid..n_valid + n_test]);
+        train.extend_from_slice(&rows[n_valid + n_test..]);
+    }
+    if valid.is_empty() {
+        bail_usage!(
+            "{}: {} rows are too few to hold out {}% for validation; give more rows or a larger validation share (--split)",
+            all.path.display(),
+            all.len(),
+            shares.valid
+        );
+    }
+    let pick = |rows: &mut Vec<usize>, part: &str| -> Split {
+        rows.sort_unstable();
+        Split {
+            name: format!("{} ({part} split)", all.name),
+            path: all.path.clone(),
+            texts: rows.iter().map(|&i| all.texts[i].clone()).collect(),
+            labels: rows.iter().map(|&i| all.labels[i].clone()).collect(),
+            lines: rows.iter().map(|&i| all.lines[i]).collect(),
+            skipped: Vec::new(),
+        }
+    };
+    let mut train_split = pick(&mut train, "train");
+    train_split.skipped = all.skipped.clone();
+    let valid_split = pick(&mut valid, "valid");
+    let test_split = (shares.test > 0 && !test.is_empty()).then(|| pick(&mut test, "test"));
+    Ok((train_split, valid_split, test_split))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled(labels: &[&str]) -> Split {
+        Split {
+            name: "spam.csv".into(),
+            path: PathBuf::from("d/spam.csv"),
+            texts: (0..labels.len()).map(|i| format!("text {i}")).collect(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            lines: (2..labels.len() as u64 + 2).collect(),
+            skipped: vec![7],
+        }
+    }
+
+    #[test]
+    fn shares_parse_and_refuse_what_does_not_add_up() {
+        assert_eq!("80,10,10".parse::<Shares>().unwrap(), Shares::default());
+        assert_eq!("90, 10, 0".parse::<Shares>().unwrap(), Shares { train: 90, valid: 10, test: 0 });
+        for bad in ["80,10", "80,10,20", "0,50,50", "90,0,10", "a,b,c", "-1,51,50"] {
+            let e = bad.parse::<Shares>().unwrap_err();
+            assert!(e.contains("add up to 100"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn splits_each_class_in_its_shares_the_same_way_for_a_seed() {
+        // 900 ham and 100 spam, interleaved.
+        let labels: Vec<&str> = (0..1000).map(|i| if i % 10 == 3 { "spam" } else { "ham" }).collect();
+        let all = labelled(&labels);
+        let spam = labels.iter().filter(|l| **l == "spam").count();
+        let (train, valid, test) = split_by_class(&all, Shares::default(), 42).unwrap();
+        let test = test.unwrap();
+        assert_eq!(train.len() + valid.len() + test.len(), 1000);
+        let count = |s: &Split, l: &str| s.labels.iter().filter(|x| *x == l).count();
+        let tenth = (spam as f64 / 10.0).round() as usize;
+        assert_eq!((count(&valid, "spam"), count(&test, "spam")), (tenth, tenth));
+        assert_eq!(count(&train, "spam"), spam - 2 * tenth);
+        assert_eq!(valid.len(), 100);
+        // Disjoint, each row once, in file order, with its line.
+        let mut seen: Vec<&String> = train.texts.iter().chain(&valid.texts).chain(&test.texts).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 1000);
+        assert!(valid.lines.windows(2).all(|w| w[0] < w[1]));
+        let i = all.texts.iter().position(|t| *t == valid.texts[0]).unwrap();
+        assert_eq!(valid.lines[0], all.lines[i]);
+        assert_eq!((train.skipped.len(), valid.skipped.len()), (1, 0));
+        assert_eq!(valid.name, "spam.csv (valid split)");
+        // The same seed, the same split; another seed, another one.
+        let (_, again, _) = split_by_class(&all, Shares::default(), 42).unwrap();
+        assert_eq!(again.texts, valid.texts);
+        let (_, other, _) = split_by_class(&all, Shares::default(), 43).unwrap();
+        assert_ne!(other.texts, valid.texts);
+        // No test share: no test split.
+        let (train, valid, test) = split_by_class(&all, "90,10,0".parse().unwrap(), 42).unwrap();
+        assert!(test.is_none());
+        assert_eq!(train.len() + valid.len(), 1000);
+    }
+
+    #[test]
+    fn too_few_rows_to_validate_is_an_error() {
+        let all = labelled(&["a", "b", "a", "b"]);
+        let e = split_by_class(&all, Shares::default(), 1).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        assert!(e.to_string().contains("too few to hold out 10% for validation"), "{e}");
+        // A class of one row stays in training.
+        let all = labelled(&["a", "a", "a", "a", "a", "a", "a", "a", "a", "a", "b"]);
+        let (train, valid, _) = split_by_class(&all, Shares::default(), 1).unwrap();
+        assert!(train.labels.contains(&"b".to_string()) && !valid.labels.contains(&"b".to_string()));
+    }
+}
