@@ -254,6 +254,21 @@ fn a_roberta_checkpoint_fine_tunes_and_exports_for_transformers() {
 }
 
 #[test]
+fn an_electra_checkpoint_fine_tunes_and_exports_for_transformers() {
+    tiny_model_fine_tunes_and_exports(
+        "electra",
+        "ElectraForSequenceClassification",
+        "classifier.out_proj.bias, classifier.out_proj.weight",
+        &[
+            "electra.embeddings_project.weight",
+            "electra.encoder.layer.1.output.dense.weight",
+            "classifier.dense.weight",
+        ],
+        &["bert.encoder", "pooler"],
+    );
+}
+
+#[test]
 fn a_distilbert_checkpoint_fine_tunes_and_exports_for_transformers() {
     tiny_model_fine_tunes_and_exports(
         "distilbert",

@@ -211,6 +211,29 @@ fn distilbert_matches_transformers() {
 }
 
 #[test]
+fn electra_matches_transformers() {
+    // Embeddings 16 wide, widened to 32 by embeddings_project; the head is
+    // RoBERTa's with GELU.
+    let (config, tensors) = tiny_model_matches_transformers("electra", Family::Electra, 0);
+    assert_eq!((config.embedding_width(), config.hidden_size), (16, 32));
+    // The discriminator checkpoints (google/electra-*-discriminator) carry a
+    // pre-training head, which is not used.
+    let base = base_model(&tensors, &["classifier."], "discriminator_predictions.dense.weight");
+    let (_, report) = Classifier::build(&config, 2, Device::Cpu, &base, "base", false).unwrap();
+    assert_eq!(
+        report.new,
+        ["classifier.dense.bias", "classifier.dense.weight", "classifier.out_proj.bias", "classifier.out_proj.weight"]
+    );
+    assert_eq!(report.unused, ["discriminator_predictions.dense.weight"]);
+    let labels = config.class_labels(3, Path::new("config.json")).unwrap();
+    let out = config.for_classification(&labels);
+    assert_eq!(
+        (out["embedding_size"].as_i64(), out["architectures"][0].as_str()),
+        (Some(16), Some("ElectraForSequenceClassification"))
+    );
+}
+
+#[test]
 fn bf16_stays_close_to_fp32() {
     let (clf, batch, _) = reference_model();
     let _guard = tch::no_grad_guard();

@@ -60,6 +60,9 @@ pub struct BertConfig {
     pub classifier_dropout: Option<f64>,
     #[serde(default = "default_positions")]
     pub max_position_embeddings: i64,
+    /// ELECTRA's embedding width, when it is not the hidden size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_size: Option<i64>,
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: i64,
     #[serde(default = "default_eps")]
@@ -107,11 +110,15 @@ fn default_position_type() -> String {
 /// `classifier.dense` + tanh + `classifier.out_proj` on `[CLS]` instead.
 /// DistilBERT is BERT's layer under other names, without token types or the
 /// dropout after attention, and with `pre_classifier` + ReLU as its pooler.
+/// ELECTRA is BERT under `electra.` with embeddings of their own width
+/// (`embedding_size`, projected to the hidden size) and RoBERTa's head with
+/// GELU in place of tanh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Bert,
     Roberta,
     DistilBert,
+    Electra,
 }
 
 impl Family {
@@ -121,6 +128,7 @@ impl Family {
             Family::Bert => "bert",
             Family::Roberta => "roberta",
             Family::DistilBert => "distilbert",
+            Family::Electra => "electra",
         }
     }
 
@@ -128,16 +136,17 @@ impl Family {
     pub fn head_weight(self) -> &'static str {
         match self {
             Family::Bert | Family::DistilBert => "classifier.weight",
-            Family::Roberta => "classifier.out_proj.weight",
+            Family::Roberta | Family::Electra => "classifier.out_proj.weight",
         }
     }
 }
 
 /// `model_type`s bert-classifier runs, their family and the class
 /// `transformers` builds for sequence classification.
-const MODEL_TYPES: [(&str, Family, &str); 5] = [
+const MODEL_TYPES: [(&str, Family, &str); 6] = [
     ("bert", Family::Bert, "BertForSequenceClassification"),
     ("distilbert", Family::DistilBert, "DistilBertForSequenceClassification"),
+    ("electra", Family::Electra, "ElectraForSequenceClassification"),
     ("roberta", Family::Roberta, "RobertaForSequenceClassification"),
     ("xlm-roberta", Family::Roberta, "XLMRobertaForSequenceClassification"),
     ("camembert", Family::Roberta, "CamembertForSequenceClassification"),
@@ -170,7 +179,7 @@ impl BertConfig {
     fn validate(&self) -> Result<()> {
         if !MODEL_TYPES.iter().any(|(t, _, _)| *t == self.model_type) {
             bail_usage!(
-                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), distilbert, roberta, xlm-roberta and camembert",
+                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), distilbert, electra, roberta, xlm-roberta and camembert",
                 self.model_type
             );
         }
@@ -189,6 +198,7 @@ impl BertConfig {
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
+            ("embedding_size", self.embedding_width()),
         ];
         for (name, v) in positive {
             if v <= 0 {
@@ -231,7 +241,7 @@ impl BertConfig {
     /// after the padding id, so its first `pad_token_id + 1` rows are never used.
     pub fn max_tokens(&self) -> i64 {
         match self.family() {
-            Family::Bert | Family::DistilBert => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert | Family::Electra => self.max_position_embeddings,
             Family::Roberta => self.max_position_embeddings - self.pad_id() - 1,
         }
     }
@@ -248,6 +258,11 @@ impl BertConfig {
     /// hidden dropout).
     pub fn head_dropout(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+
+    /// The width of the embeddings (ELECTRA's may be narrower than the layers).
+    pub fn embedding_width(&self) -> i64 {
+        self.embedding_size.unwrap_or(self.hidden_size)
     }
 
     /// The id of `[PAD]`, whose embedding row gets no gradient.

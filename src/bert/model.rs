@@ -8,6 +8,8 @@
 //! DistilBERT's layers are BERT's under other names (`distilbert.transformer.
 //! layer.N.attention.q_lin`, `ffn.lin1`, `sa_layer_norm`, ...), without token
 //! types or dropout after attention; its pooler is `pre_classifier` + ReLU.
+//! ELECTRA's embeddings may be narrower than its layers (`embeddings_project`
+//! widens them), and its head is RoBERTa's with GELU for tanh.
 //!
 //! Numerics follow `transformers`: LayerNorm with the config's eps, the exact
 //! erf GELU, fused scaled-dot-product attention over the padding mask. With
@@ -149,12 +151,13 @@ struct Embeddings {
 impl Embeddings {
     fn new(p: nn::Path, c: &BertConfig) -> Embeddings {
         let init = Init::Randn { mean: 0.0, stdev: c.initializer_range };
+        let width = c.embedding_width();
         Embeddings {
-            word: (&p / "word_embeddings").var("weight", &[c.vocab_size, c.hidden_size], init),
-            position: (&p / "position_embeddings").var("weight", &[c.max_position_embeddings, c.hidden_size], init),
+            word: (&p / "word_embeddings").var("weight", &[c.vocab_size, width], init),
+            position: (&p / "position_embeddings").var("weight", &[c.max_position_embeddings, width], init),
             token_type: (c.family() != Family::DistilBert)
-                .then(|| (&p / "token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init)),
-            ln: LayerNorm::new(&p / "LayerNorm", c.hidden_size, c.layer_norm_eps),
+                .then(|| (&p / "token_type_embeddings").var("weight", &[c.type_vocab_size, width], init)),
+            ln: LayerNorm::new(&p / "LayerNorm", width, c.layer_norm_eps),
             pad_id: c.pad_id(),
             dropout: c.hidden_dropout_prob,
             family: c.family(),
@@ -180,7 +183,7 @@ impl Embeddings {
         // `padding_idx` keeps the [PAD] row's gradient at zero, as nn.Embedding does.
         let words = Tensor::f_embedding(&self.word, ids, self.pad_id, false, false)?;
         let positions = match self.family {
-            Family::Bert | Family::DistilBert => self.position.f_narrow(0, 0, len)?,
+            Family::Bert | Family::DistilBert | Family::Electra => self.position.f_narrow(0, 0, len)?,
             Family::Roberta => {
                 let tokens = ids.f_ne(self.pad_id)?.f_to_kind(Kind::Int64)?;
                 let ids = tokens.f_cumsum(1, Kind::Int64)?.f_mul(&tokens)?.f_add_scalar(self.pad_id)?;
@@ -389,6 +392,8 @@ impl Masks {
 /// `BertModel`: embeddings, encoder, pooler (for RoBERTa, the head's dense layer).
 struct Encoder {
     embeddings: Embeddings,
+    /// ELECTRA's `embeddings_project`, where its embeddings are narrower than its layers.
+    project: Option<Linear>,
     layers: Vec<Layer>,
     pooler: Linear,
 }
@@ -408,18 +413,21 @@ impl BertClassifier {
     pub fn new(p: &nn::Path, config: &BertConfig, num_labels: i64) -> BertClassifier {
         let b = p / config.family().prefix();
         let enc = match config.family() {
-            Family::Bert | Family::Roberta => &b / "encoder" / "layer",
+            Family::Bert | Family::Roberta | Family::Electra => &b / "encoder" / "layer",
             Family::DistilBert => &b / "transformer" / "layer",
         };
         let (h, r) = (config.hidden_size, config.initializer_range);
         let (pooler, classifier) = match config.family() {
             Family::Bert => (&b / "pooler" / "dense", p / "classifier"),
-            Family::Roberta => (p / "classifier" / "dense", p / "classifier" / "out_proj"),
+            Family::Roberta | Family::Electra => (p / "classifier" / "dense", p / "classifier" / "out_proj"),
             Family::DistilBert => (p / "pre_classifier", p / "classifier"),
         };
+        let width = config.embedding_width();
+        let project = (width != h).then(|| Linear::new(&b / "embeddings_project", width, h, r));
         BertClassifier {
             bert: Encoder {
                 embeddings: Embeddings::new(&b / "embeddings", config),
+                project,
                 layers: (0..config.num_hidden_layers as usize).map(|i| Layer::new(&enc / i, config, i)).collect(),
                 pooler: Linear::new(pooler, h, h, r),
             },
@@ -443,6 +451,7 @@ impl BertClassifier {
         Ok(Some(BertClassifier {
             bert: Encoder {
                 embeddings: self.bert.embeddings.shallow(),
+                project: self.bert.project.as_ref().map(|p| p.for_inference(precision)).transpose()?,
                 layers: self.bert.layers.iter().map(|l| l.for_inference(precision)).collect::<Result<_>>()?,
                 pooler: self.bert.pooler.for_inference(precision)?,
             },
@@ -462,6 +471,9 @@ impl BertClassifier {
     fn encode(&self, batch: &Batch, pass: &Pass, cls_only_last: bool) -> Result<Tensor> {
         let masks = Masks::new(&batch.mask, self.config.num_attention_heads)?;
         let mut x = self.bert.embeddings.forward(&batch.ids, pass)?;
+        if let Some(project) = &self.bert.project {
+            x = project.forward(&x, pass.precision)?.f_to_kind(Kind::Float)?;
+        }
         let n = self.bert.layers.len();
         for (i, layer) in self.bert.layers.iter().enumerate() {
             x = layer.forward(&x, &masks, pass, cls_only_last && i + 1 == n)?;
@@ -475,13 +487,14 @@ impl BertClassifier {
         let cls = h.f_narrow(1, 0, 1)?;
         let cls = match self.config.family() {
             Family::Bert | Family::DistilBert => cls,
-            Family::Roberta => pass.dropout.apply(&cls, self.head_dropout, Site::HeadInput)?,
+            Family::Roberta | Family::Electra => pass.dropout.apply(&cls, self.head_dropout, Site::HeadInput)?,
         };
         let cls = cls.f_squeeze_dim(1)?;
         let pooled = self.bert.pooler.forward(&cls, pass.precision)?;
         let pooled = match self.config.family() {
             Family::Bert | Family::Roberta => pooled.f_tanh()?,
             Family::DistilBert => pooled.f_relu()?,
+            Family::Electra => pooled.f_gelu("none")?,
         };
         let pooled = pooled.f_to_kind(Kind::Float)?;
         let s = pooled.size();

@@ -76,10 +76,13 @@ pub fn our_name(stored: &str, family: Family) -> Option<String> {
         || name.starts_with("lm_head.")
         || name.starts_with("vocab_transform.")
         || name.starts_with("vocab_layer_norm.")
-        || name.starts_with("vocab_projector.");
+        || name.starts_with("vocab_projector.")
+        || name.starts_with("discriminator_predictions.")
+        || name.starts_with("generator_predictions.")
+        || name.starts_with("generator_lm_head.");
     let prefix = family.prefix();
     if unused
-        || (family == Family::Roberta
+        || (matches!(family, Family::Roberta | Family::Electra)
             && name.strip_prefix(&format!("{prefix}.")).unwrap_or(&name).starts_with("pooler."))
     {
         return None;
@@ -226,5 +229,10 @@ mod tests {
         );
         assert_eq!(distil("pre_classifier.bias").unwrap(), "pre_classifier.bias");
         assert!(distil("vocab_projector.bias").is_none());
+
+        let electra = |n: &str| our_name(n, Family::Electra);
+        assert_eq!(electra("embeddings_project.weight").unwrap(), "electra.embeddings_project.weight");
+        assert_eq!(electra("classifier.out_proj.bias").unwrap(), "classifier.out_proj.bias");
+        assert!(electra("discriminator_predictions.dense.weight").is_none());
     }
 }

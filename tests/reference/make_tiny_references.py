@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Tiny RoBERTa and DistilBERT classifiers and their reference values, from
-`transformers`.
+"""Tiny RoBERTa, DistilBERT and ELECTRA classifiers and their reference
+values, from `transformers`.
 
-No RoBERTa or DistilBERT checkpoint ships on PyPI, so this makes one of each:
-a tokenizer trained on a fixed corpus (byte-level BPE with RoBERTa's special
-tokens; lower-cased WordPiece with BERT's), and a seeded random
-`*ForSequenceClassification` (2 layers, hidden 32, 3 classes) with weights of
+None of these ships on PyPI, so this makes one of each: a tokenizer trained on
+a fixed corpus (byte-level BPE with RoBERTa's special tokens; lower-cased
+WordPiece with BERT's), and a seeded random `*ForSequenceClassification`
+(2 layers, hidden 32, 3 classes; ELECTRA's embeddings 16 wide) with weights of
 order one, so logits are too and 1e-4 is a real check. For each NAME in
-roberta, distilbert it writes
+roberta, distilbert, electra it writes
 
   tests/reference/NAME-tiny/            the model as transformers saves it
                                         (config.json, model.safetensors,
@@ -27,6 +27,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     DistilBertConfig,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    ElectraTokenizerFast,
     DistilBertForSequenceClassification,
     DistilBertTokenizerFast,
     RobertaConfig,
@@ -68,15 +71,26 @@ def roberta():
     return RobertaForSequenceClassification(config), fast
 
 
-def distilbert():
+def wordpiece():
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=SIZE["vocab_size"], special_tokens=specials))
+    # A vocabulary made, not trained (WordPiece training breaks ties in no
+    # fixed order): every character, alone and as a continuation, and the
+    # corpus' repeated words, so every run writes the same files.
+    words = [w for text in CORPUS for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text))]
+    chars = sorted({c for w in words for c in w})
+    repeated = sorted({w for w in words if words.count(w) > 1 and len(w) > 1})
+    pieces = specials + chars + ["##" + c for c in chars] + repeated
+    tok.model = models.WordPiece(vocab={p: i for i, p in enumerate(pieces)}, unk_token="[UNK]")
     tok.post_processor = processors.BertProcessing(("[SEP]", tok.token_to_id("[SEP]")), ("[CLS]", tok.token_to_id("[CLS]")))
-    fast = DistilBertTokenizerFast(tokenizer_object=tok, do_lower_case=True)
+    return tok
+
+
+def distilbert():
+    fast = DistilBertTokenizerFast(tokenizer_object=wordpiece(), do_lower_case=True)
     # Dropouts unlike BERT's, so a mix-up of the two shows in training.
     config = DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, pad_token_id=0,
                               seq_classif_dropout=0.3, **SIZE, **LABELS)
@@ -84,7 +98,15 @@ def distilbert():
     return DistilBertForSequenceClassification(config), fast
 
 
-for name, make in [("roberta", roberta), ("distilbert", distilbert)]:
+def electra():
+    fast = ElectraTokenizerFast(tokenizer_object=wordpiece(), do_lower_case=True)
+    config = ElectraConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, pad_token_id=0, **SIZE, **LABELS)
+    torch.manual_seed(0)
+    return ElectraForSequenceClassification(config), fast
+
+
+for name, make in [("roberta", roberta), ("distilbert", distilbert), ("electra", electra)]:
     model, fast = make()
     model.eval()
     # LayerNorms start at (1, 0); move them so their parameters are checked too.
