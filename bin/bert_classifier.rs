@@ -70,7 +70,7 @@ struct TrainArgs {
     /// (the same split for the same --seed) [default: 80,10,10].
     #[arg(long, value_name = "TRAIN,VALID,TEST")]
     split: Option<Shares>,
-    /// The pre-trained BERT, DistilBERT, ELECTRA or RoBERTa model: a directory, or a Hugging Face name such as
+    /// The pre-trained BERT, ALBERT, DistilBERT, ELECTRA or RoBERTa model: a directory, or a Hugging Face name such as
     /// bert-base-uncased, distilbert-base-uncased or roberta-base (from the HF cache, downloaded unless HF_HUB_OFFLINE=1) [default: the offline all-MiniLM-L6-v2].
     #[arg(short = 'm', long)]
     model: Option<String>,

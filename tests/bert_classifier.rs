@@ -269,6 +269,17 @@ fn an_electra_checkpoint_fine_tunes_and_exports_for_transformers() {
 }
 
 #[test]
+fn an_albert_checkpoint_fine_tunes_and_exports_for_transformers() {
+    tiny_model_fine_tunes_and_exports(
+        "albert",
+        "AlbertForSequenceClassification",
+        "classifier.bias, classifier.weight",
+        &["albert.encoder.albert_layer_groups.1.albert_layers.1.ffn.weight", "albert.pooler.weight"],
+        &["albert.encoder.layer."],
+    );
+}
+
+#[test]
 fn a_distilbert_checkpoint_fine_tunes_and_exports_for_transformers() {
     tiny_model_fine_tunes_and_exports(
         "distilbert",

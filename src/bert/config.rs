@@ -112,13 +112,15 @@ fn default_position_type() -> String {
 /// dropout after attention, and with `pre_classifier` + ReLU as its pooler.
 /// ELECTRA is BERT under `electra.` with embeddings of their own width
 /// (`embedding_size`, projected to the hidden size) and RoBERTa's head with
-/// GELU in place of tanh.
+/// GELU in place of tanh. ALBERT has such embeddings too, and one set of
+/// layer weights (per group) run for every layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Bert,
     Roberta,
     DistilBert,
     Electra,
+    Albert,
 }
 
 impl Family {
@@ -129,13 +131,14 @@ impl Family {
             Family::Roberta => "roberta",
             Family::DistilBert => "distilbert",
             Family::Electra => "electra",
+            Family::Albert => "albert",
         }
     }
 
     /// The head's output layer, whose rows are the classes.
     pub fn head_weight(self) -> &'static str {
         match self {
-            Family::Bert | Family::DistilBert => "classifier.weight",
+            Family::Bert | Family::DistilBert | Family::Albert => "classifier.weight",
             Family::Roberta | Family::Electra => "classifier.out_proj.weight",
         }
     }
@@ -143,8 +146,9 @@ impl Family {
 
 /// `model_type`s bert-classifier runs, their family and the class
 /// `transformers` builds for sequence classification.
-const MODEL_TYPES: [(&str, Family, &str); 6] = [
+const MODEL_TYPES: [(&str, Family, &str); 7] = [
     ("bert", Family::Bert, "BertForSequenceClassification"),
+    ("albert", Family::Albert, "AlbertForSequenceClassification"),
     ("distilbert", Family::DistilBert, "DistilBertForSequenceClassification"),
     ("electra", Family::Electra, "ElectraForSequenceClassification"),
     ("roberta", Family::Roberta, "RobertaForSequenceClassification"),
@@ -164,8 +168,10 @@ impl BertConfig {
             Err(e) => bail_usage!("config.json is not JSON ({e})"),
         };
         if let Value::Object(map) = &mut v {
-            if map.get("model_type").and_then(Value::as_str) == Some("distilbert") {
-                distilbert_to_bert(map);
+            match map.get("model_type").and_then(Value::as_str) {
+                Some("distilbert") => distilbert_to_bert(map),
+                Some("albert") => rename(map, ALBERT_HEAD_DROPOUT, "classifier_dropout"),
+                _ => {}
             }
         }
         let cfg: BertConfig = match serde_json::from_value(v) {
@@ -179,7 +185,7 @@ impl BertConfig {
     fn validate(&self) -> Result<()> {
         if !MODEL_TYPES.iter().any(|(t, _, _)| *t == self.model_type) {
             bail_usage!(
-                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), distilbert, electra, roberta, xlm-roberta and camembert",
+                "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), albert, distilbert, electra, roberta, xlm-roberta and camembert",
                 self.model_type
             );
         }
@@ -212,6 +218,10 @@ impl BertConfig {
                 self.pad_id()
             );
         }
+        let (groups, _) = self.layer_groups();
+        if self.family() == Family::Albert && groups > self.num_hidden_layers {
+            bail_usage!("num_hidden_groups {groups} is more than num_hidden_layers {}", self.num_hidden_layers);
+        }
         if self.hidden_size % self.num_attention_heads != 0 {
             bail_usage!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
@@ -241,7 +251,7 @@ impl BertConfig {
     /// after the padding id, so its first `pad_token_id + 1` rows are never used.
     pub fn max_tokens(&self) -> i64 {
         match self.family() {
-            Family::Bert | Family::DistilBert | Family::Electra => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert | Family::Electra | Family::Albert => self.max_position_embeddings,
             Family::Roberta => self.max_position_embeddings - self.pad_id() - 1,
         }
     }
@@ -260,7 +270,13 @@ impl BertConfig {
         self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
     }
 
-    /// The width of the embeddings (ELECTRA's may be narrower than the layers).
+    /// ALBERT's layer sharing: (groups of shared weights, layers per group).
+    pub fn layer_groups(&self) -> (i64, i64) {
+        let get = |key: &str| self.extra.get(key).and_then(Value::as_i64).unwrap_or(1).max(1);
+        (get("num_hidden_groups"), get("inner_group_num"))
+    }
+
+    /// The width of the embeddings (ELECTRA's and ALBERT's may be narrower than the layers).
     pub fn embedding_width(&self) -> i64 {
         self.embedding_size.unwrap_or(self.hidden_size)
     }
@@ -331,11 +347,22 @@ impl BertConfig {
             map.insert("torch_dtype".into(), Value::from("float32"));
             map.remove("num_labels");
             map.remove("_name_or_path");
-            if self.family() == Family::DistilBert {
-                bert_to_distilbert(map);
+            match self.family() {
+                Family::DistilBert => bert_to_distilbert(map),
+                Family::Albert => rename(map, "classifier_dropout", ALBERT_HEAD_DROPOUT),
+                _ => {}
             }
         }
         v
+    }
+}
+
+/// ALBERT's name for the dropout before its classifier.
+const ALBERT_HEAD_DROPOUT: &str = "classifier_dropout_prob";
+
+fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(v) = map.remove(from) {
+        map.insert(to.into(), v);
     }
 }
 

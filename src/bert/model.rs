@@ -9,7 +9,9 @@
 //! layer.N.attention.q_lin`, `ffn.lin1`, `sa_layer_norm`, ...), without token
 //! types or dropout after attention; its pooler is `pre_classifier` + ReLU.
 //! ELECTRA's embeddings may be narrower than its layers (`embeddings_project`
-//! widens them), and its head is RoBERTa's with GELU for tanh.
+//! widens them), and its head is RoBERTa's with GELU for tanh. ALBERT's are
+//! too (`encoder.embedding_hidden_mapping_in`), and its layers share weights:
+//! `encoder.albert_layer_groups.G.albert_layers.J` run for every layer of group G.
 //!
 //! Numerics follow `transformers`: LayerNorm with the config's eps, the exact
 //! erf GELU, fused scaled-dot-product attention over the padding mask. With
@@ -56,6 +58,11 @@ struct Linear {
 }
 
 impl Linear {
+    /// The same weights (ALBERT's layers share theirs).
+    fn shallow(&self) -> Linear {
+        Linear { ws: self.ws.shallow_clone(), bs: self.bs.shallow_clone(), packed: None }
+    }
+
     fn new(p: nn::Path, input: i64, output: i64, init_range: f64) -> Linear {
         let cfg = LinearConfig {
             ws_init: Init::Randn { mean: 0.0, stdev: init_range },
@@ -183,7 +190,9 @@ impl Embeddings {
         // `padding_idx` keeps the [PAD] row's gradient at zero, as nn.Embedding does.
         let words = Tensor::f_embedding(&self.word, ids, self.pad_id, false, false)?;
         let positions = match self.family {
-            Family::Bert | Family::DistilBert | Family::Electra => self.position.f_narrow(0, 0, len)?,
+            Family::Bert | Family::DistilBert | Family::Electra | Family::Albert => {
+                self.position.f_narrow(0, 0, len)?
+            }
             Family::Roberta => {
                 let tokens = ids.f_ne(self.pad_id)?.f_to_kind(Kind::Int64)?;
                 let ids = tokens.f_cumsum(1, Kind::Int64)?.f_mul(&tokens)?.f_add_scalar(self.pad_id)?;
@@ -215,6 +224,8 @@ struct Layer {
     hidden_dropout: f64,
     /// After the attention's output projection: BERT's hidden dropout, none in DistilBERT.
     attn_out_dropout: f64,
+    /// After the feed-forward output: BERT's hidden dropout, none in ALBERT.
+    ffn_out_dropout: f64,
     attn_dropout: f64,
 }
 
@@ -242,6 +253,18 @@ const DISTILBERT_LAYER: [&str; 8] = [
     "output_layer_norm",
 ];
 
+/// The same under ALBERT's `albert_layer_groups.G.albert_layers.J`.
+const ALBERT_LAYER: [&str; 8] = [
+    "attention.query",
+    "attention.key",
+    "attention.value",
+    "attention.dense",
+    "attention.LayerNorm",
+    "ffn",
+    "ffn_output",
+    "full_layer_layer_norm",
+];
+
 /// `p` / each part of a dotted name.
 fn sub<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
     let mut parts = dotted.split('.');
@@ -253,7 +276,11 @@ impl Layer {
     fn new(p: nn::Path, c: &BertConfig, index: usize) -> Layer {
         let (h, i, r, eps) = (c.hidden_size, c.intermediate_size, c.initializer_range, c.layer_norm_eps);
         let distil = c.family() == Family::DistilBert;
-        let [q, k, v, ao, aln, inter, out, oln] = if distil { DISTILBERT_LAYER } else { BERT_LAYER };
+        let [q, k, v, ao, aln, inter, out, oln] = match c.family() {
+            Family::DistilBert => DISTILBERT_LAYER,
+            Family::Albert => ALBERT_LAYER,
+            Family::Bert | Family::Roberta | Family::Electra => BERT_LAYER,
+        };
         Layer {
             index,
             query: Linear::new(sub(&p, q), h, h, r),
@@ -269,7 +296,25 @@ impl Layer {
             act: c.activation(),
             hidden_dropout: c.hidden_dropout_prob,
             attn_out_dropout: if distil { 0.0 } else { c.hidden_dropout_prob },
+            ffn_out_dropout: if c.family() == Family::Albert { 0.0 } else { c.hidden_dropout_prob },
             attn_dropout: c.attention_probs_dropout_prob,
+        }
+    }
+
+    /// This layer's weights as the layer at `index` (ALBERT runs one set of
+    /// weights as several layers; each has dropout masks of its own).
+    fn share(&self, index: usize) -> Layer {
+        Layer {
+            index,
+            query: self.query.shallow(),
+            key: self.key.shallow(),
+            value: self.value.shallow(),
+            attn_out: self.attn_out.shallow(),
+            attn_ln: self.attn_ln.shallow(),
+            intermediate: self.intermediate.shallow(),
+            output: self.output.shallow(),
+            out_ln: self.out_ln.shallow(),
+            ..*self
         }
     }
 
@@ -290,6 +335,7 @@ impl Layer {
             act: self.act,
             hidden_dropout: self.hidden_dropout,
             attn_out_dropout: self.attn_out_dropout,
+            ffn_out_dropout: self.ffn_out_dropout,
             attn_dropout: self.attn_dropout,
         })
     }
@@ -323,7 +369,7 @@ impl Layer {
         let a = self.attn_ln.forward(&a.f_add(&queries_from)?)?;
         let i = self.intermediate.forward_act(&a, prec, self.act)?;
         let o = self.output.forward(&i, prec)?.f_to_kind(Kind::Float)?;
-        let o = pass.dropout.apply(&o, self.hidden_dropout, Site::FeedForwardOutput(self.index))?;
+        let o = pass.dropout.apply(&o, self.ffn_out_dropout, Site::FeedForwardOutput(self.index))?;
         self.out_ln.forward(&o.f_add(&a)?)
     }
 
@@ -365,6 +411,25 @@ impl Layer {
         let probs = pass.dropout.apply_attention(&probs, self.attn_dropout, Site::AttentionProbs(self.index), &rows)?;
         Ok(pass.precision.cast(&probs).f_matmul(v)?)
     }
+}
+
+/// ALBERT's layers in the order they run: layer `i` of `num_hidden_layers`
+/// runs every layer of group `i * groups / layers` (as `transformers` counts),
+/// with that group's weights.
+fn albert_layers(groups_path: &nn::Path, c: &BertConfig) -> Vec<Layer> {
+    let (groups, inner) = c.layer_groups();
+    let weights: Vec<Vec<Layer>> = (0..groups as usize)
+        .map(|g| (0..inner as usize).map(|j| Layer::new(groups_path / g / "albert_layers" / j, c, 0)).collect())
+        .collect();
+    let layers = c.num_hidden_layers;
+    let mut out = Vec::new();
+    for i in 0..layers {
+        let g = (i as f64 / (layers as f64 / groups as f64)) as usize;
+        for layer in &weights[g.min(weights.len() - 1)] {
+            out.push(layer.share(out.len()));
+        }
+    }
+    out
 }
 
 /// The padding mask in the two forms attention takes.
@@ -413,22 +478,30 @@ impl BertClassifier {
     pub fn new(p: &nn::Path, config: &BertConfig, num_labels: i64) -> BertClassifier {
         let b = p / config.family().prefix();
         let enc = match config.family() {
-            Family::Bert | Family::Roberta | Family::Electra => &b / "encoder" / "layer",
+            Family::Bert | Family::Roberta | Family::Electra | Family::Albert => &b / "encoder" / "layer",
             Family::DistilBert => &b / "transformer" / "layer",
         };
         let (h, r) = (config.hidden_size, config.initializer_range);
         let (pooler, classifier) = match config.family() {
             Family::Bert => (&b / "pooler" / "dense", p / "classifier"),
+            Family::Albert => (&b / "pooler", p / "classifier"),
             Family::Roberta | Family::Electra => (p / "classifier" / "dense", p / "classifier" / "out_proj"),
             Family::DistilBert => (p / "pre_classifier", p / "classifier"),
         };
         let width = config.embedding_width();
-        let project = (width != h).then(|| Linear::new(&b / "embeddings_project", width, h, r));
+        let project = match config.family() {
+            Family::Albert => Some(Linear::new(&b / "encoder" / "embedding_hidden_mapping_in", width, h, r)),
+            _ => (width != h).then(|| Linear::new(&b / "embeddings_project", width, h, r)),
+        };
+        let layers = match config.family() {
+            Family::Albert => albert_layers(&(&b / "encoder" / "albert_layer_groups"), config),
+            _ => (0..config.num_hidden_layers as usize).map(|i| Layer::new(&enc / i, config, i)).collect(),
+        };
         BertClassifier {
             bert: Encoder {
                 embeddings: Embeddings::new(&b / "embeddings", config),
                 project,
-                layers: (0..config.num_hidden_layers as usize).map(|i| Layer::new(&enc / i, config, i)).collect(),
+                layers,
                 pooler: Linear::new(pooler, h, h, r),
             },
             classifier: Linear::new(classifier, h, num_labels, r),
@@ -486,13 +559,13 @@ impl BertClassifier {
         let h = self.encode(batch, pass, true)?;
         let cls = h.f_narrow(1, 0, 1)?;
         let cls = match self.config.family() {
-            Family::Bert | Family::DistilBert => cls,
+            Family::Bert | Family::DistilBert | Family::Albert => cls,
             Family::Roberta | Family::Electra => pass.dropout.apply(&cls, self.head_dropout, Site::HeadInput)?,
         };
         let cls = cls.f_squeeze_dim(1)?;
         let pooled = self.bert.pooler.forward(&cls, pass.precision)?;
         let pooled = match self.config.family() {
-            Family::Bert | Family::Roberta => pooled.f_tanh()?,
+            Family::Bert | Family::Roberta | Family::Albert => pooled.f_tanh()?,
             Family::DistilBert => pooled.f_relu()?,
             Family::Electra => pooled.f_gelu("none")?,
         };

@@ -79,7 +79,9 @@ pub fn our_name(stored: &str, family: Family) -> Option<String> {
         || name.starts_with("vocab_projector.")
         || name.starts_with("discriminator_predictions.")
         || name.starts_with("generator_predictions.")
-        || name.starts_with("generator_lm_head.");
+        || name.starts_with("generator_lm_head.")
+        || name.starts_with("predictions.")
+        || name.starts_with("sop_classifier.");
     let prefix = family.prefix();
     if unused
         || (matches!(family, Family::Roberta | Family::Electra)
@@ -104,7 +106,10 @@ pub fn our_name(stored: &str, family: Family) -> Option<String> {
 /// Whether a variable may be missing from a pre-trained checkpoint: it is what
 /// fine-tuning adds.
 fn is_new_part(name: &str) -> bool {
-    name.starts_with("classifier.") || name.starts_with("bert.pooler.") || name.starts_with("pre_classifier.")
+    name.starts_with("classifier.")
+        || name.starts_with("bert.pooler.")
+        || name.starts_with("albert.pooler.")
+        || name.starts_with("pre_classifier.")
 }
 
 /// Copies a checkpoint into `vs` (converting to each variable's dtype). With
@@ -234,5 +239,12 @@ mod tests {
         assert_eq!(electra("embeddings_project.weight").unwrap(), "electra.embeddings_project.weight");
         assert_eq!(electra("classifier.out_proj.bias").unwrap(), "classifier.out_proj.bias");
         assert!(electra("discriminator_predictions.dense.weight").is_none());
+
+        let albert = |n: &str| our_name(n, Family::Albert);
+        assert_eq!(
+            albert("encoder.albert_layer_groups.0.albert_layers.0.ffn_output.bias").unwrap(),
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.bias"
+        );
+        assert!(albert("predictions.decoder.bias").is_none() && albert("sop_classifier.classifier.weight").is_none());
     }
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Tiny RoBERTa, DistilBERT and ELECTRA classifiers and their reference
-values, from `transformers`.
+"""Tiny RoBERTa, DistilBERT, ELECTRA and ALBERT classifiers and their
+reference values, from `transformers`.
 
 None of these ships on PyPI, so this makes one of each: a tokenizer trained on
 a fixed corpus (byte-level BPE with RoBERTa's special tokens; lower-cased
 WordPiece with BERT's), and a seeded random `*ForSequenceClassification`
-(2 layers, hidden 32, 3 classes; ELECTRA's embeddings 16 wide) with weights of
-order one, so logits are too and 1e-4 is a real check. For each NAME in
-roberta, distilbert, electra it writes
+(2 layers, hidden 32, 3 classes; ELECTRA's and ALBERT's embeddings 16 wide;
+ALBERT's 4 layers in 2 groups of 2 shared layers) with weights of order one,
+so logits are too and 1e-4 is a real check. For each NAME in roberta,
+distilbert, electra, albert it writes
 
   tests/reference/NAME-tiny/            the model as transformers saves it
                                         (config.json, model.safetensors,
@@ -26,10 +27,13 @@ import pathlib
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
     DistilBertConfig,
     ElectraConfig,
     ElectraForSequenceClassification,
     ElectraTokenizerFast,
+    PreTrainedTokenizerFast,
     DistilBertForSequenceClassification,
     DistilBertTokenizerFast,
     RobertaConfig,
@@ -106,7 +110,19 @@ def electra():
     return ElectraForSequenceClassification(config), fast
 
 
-for name, make in [("roberta", roberta), ("distilbert", distilbert), ("electra", electra)]:
+def albert():
+    # ALBERT's own tokenizer class wants a SentencePiece (Unigram) model; a
+    # WordPiece one loads through the generic class.
+    fast = PreTrainedTokenizerFast(tokenizer_object=wordpiece(), pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    config = AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=4, num_hidden_groups=2,
+                          inner_group_num=2, num_attention_heads=4, intermediate_size=64, pad_token_id=0,
+                          hidden_act="gelu_new", classifier_dropout_prob=0.2, **SIZE, **LABELS)
+    torch.manual_seed(0)
+    return AlbertForSequenceClassification(config), fast
+
+
+for name, make in [("roberta", roberta), ("distilbert", distilbert), ("electra", electra), ("albert", albert)]:
     model, fast = make()
     model.eval()
     # LayerNorms start at (1, 0); move them so their parameters are checked too.
