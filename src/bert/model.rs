@@ -221,7 +221,6 @@ struct Layer {
     heads: i64,
     head_dim: i64,
     act: Activation,
-    hidden_dropout: f64,
     /// After the attention's output projection: BERT's hidden dropout, none in DistilBERT.
     attn_out_dropout: f64,
     /// After the feed-forward output: BERT's hidden dropout, none in ALBERT.
@@ -229,7 +228,7 @@ struct Layer {
     attn_dropout: f64,
 }
 
-/// A layer's parts under `encoder.layer.N` (BERT, RoBERTa): query, key, value,
+/// A layer's parts under `encoder.layer.N` (BERT, RoBERTa, ELECTRA): query, key, value,
 /// attention output, its LayerNorm, intermediate, output, its LayerNorm.
 const BERT_LAYER: [&str; 8] = [
     "attention.self.query",
@@ -294,7 +293,6 @@ impl Layer {
             heads: c.num_attention_heads,
             head_dim: c.head_dim(),
             act: c.activation(),
-            hidden_dropout: c.hidden_dropout_prob,
             attn_out_dropout: if distil { 0.0 } else { c.hidden_dropout_prob },
             ffn_out_dropout: if c.family() == Family::Albert { 0.0 } else { c.hidden_dropout_prob },
             attn_dropout: c.attention_probs_dropout_prob,
@@ -333,7 +331,6 @@ impl Layer {
             heads: self.heads,
             head_dim: self.head_dim,
             act: self.act,
-            hidden_dropout: self.hidden_dropout,
             attn_out_dropout: self.attn_out_dropout,
             ffn_out_dropout: self.ffn_out_dropout,
             attn_dropout: self.attn_dropout,

@@ -1,13 +1,12 @@
 //! Loading Hugging Face BERT checkpoints into our model by tensor name.
 //!
-//! Our variables carry `BertForSequenceClassification`'s names
-//! (`bert.encoder.layer.0.attention.self.query.weight`, `classifier.weight`),
-//! or `RobertaForSequenceClassification`'s (`roberta.*`, `classifier.dense.*`,
-//! `classifier.out_proj.*`). Checkpoints of the bare `BertModel` have no
-//! `bert.` prefix; old ones call LayerNorm parameters `gamma` and `beta`;
-//! pre-training ones carry heads we don't use (`cls.*`, `lm_head.*`, and
-//! RoBERTa's pooler, which its classifier does not read). All of those load
-//! unchanged. What the checkpoint lacks must be exactly what is new for
+//! Our variables carry the names of the family's `*ForSequenceClassification`
+//! (`bert.encoder.layer.0.attention.self.query.weight`, `classifier.weight`;
+//! `roberta.*`, `classifier.out_proj.*`; `distilbert.*`, `pre_classifier.*`;
+//! ...). Checkpoints of the bare model have no prefix (`bert.`); old ones call
+//! LayerNorm parameters `gamma` and `beta`; pre-training ones carry heads we
+//! don't use ([`PRETRAINING_HEADS`], and RoBERTa's and ELECTRA's pooler, which
+//! their classifiers do not read). All of those load unchanged. What the checkpoint lacks must be exactly what is new for
 //! fine-tuning (the classifier, and BERT's pooler where a checkpoint was
 //! saved without one); anything else missing is an error.
 
@@ -66,22 +65,29 @@ fn read_pytorch_bin(path: &Path) -> Result<HashMap<String, Tensor>> {
     }
 }
 
+/// Pre-training heads of the families' checkpoints: BERT's (`cls`), RoBERTa's
+/// (`lm_head`), DistilBERT's masked LM, ELECTRA's discriminator and
+/// generator, ALBERT's masked LM and sentence order.
+const PRETRAINING_HEADS: [&str; 10] = [
+    "cls.",
+    "lm_head.",
+    "vocab_transform.",
+    "vocab_layer_norm.",
+    "vocab_projector.",
+    "discriminator_predictions.",
+    "generator_predictions.",
+    "generator_lm_head.",
+    "predictions.",
+    "sop_classifier.",
+];
+
 /// The name our model of `family` uses for a checkpoint tensor, or `None`
 /// for tensors it never uses (buffers, pre-training heads).
 pub fn our_name(stored: &str, family: Family) -> Option<String> {
     let mut name = stored.to_string();
     let unused = name.ends_with("position_ids")
-        || name.starts_with("cls.")
         || name.contains(".cls.")
-        || name.starts_with("lm_head.")
-        || name.starts_with("vocab_transform.")
-        || name.starts_with("vocab_layer_norm.")
-        || name.starts_with("vocab_projector.")
-        || name.starts_with("discriminator_predictions.")
-        || name.starts_with("generator_predictions.")
-        || name.starts_with("generator_lm_head.")
-        || name.starts_with("predictions.")
-        || name.starts_with("sop_classifier.");
+        || PRETRAINING_HEADS.iter().any(|head| name.starts_with(head));
     let prefix = family.prefix();
     if unused
         || (matches!(family, Family::Roberta | Family::Electra)
