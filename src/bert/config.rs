@@ -183,7 +183,7 @@ impl BertConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if !MODEL_TYPES.iter().any(|(t, _, _)| *t == self.model_type) {
+        if self.model_type_entry().is_none() {
             bail_usage!(
                 "model_type '{}' is not a BERT-family model; bert-classifier loads model_type bert (bert-base-uncased, MiniLM, BioBERT, ...), albert, distilbert, electra, roberta, xlm-roberta and camembert",
                 self.model_type
@@ -243,8 +243,13 @@ impl BertConfig {
         Ok(())
     }
 
+    /// This config's row of [`MODEL_TYPES`]; `None` for a type we do not run.
+    fn model_type_entry(&self) -> Option<&'static (&'static str, Family, &'static str)> {
+        MODEL_TYPES.iter().find(|(t, _, _)| *t == self.model_type)
+    }
+
     pub fn family(&self) -> Family {
-        MODEL_TYPES.iter().find(|(t, _, _)| *t == self.model_type).map_or(Family::Bert, |(_, f, _)| *f)
+        self.model_type_entry().map_or(Family::Bert, |(_, f, _)| *f)
     }
 
     /// The longest input, special tokens included: RoBERTa's positions start
@@ -341,7 +346,7 @@ impl BertConfig {
             if labels.is_named() {
                 map.insert(LABEL_VALUES.into(), serde_json::json!(labels.values));
             }
-            let arch = MODEL_TYPES.iter().find(|(t, _, _)| *t == self.model_type).map_or("", |(_, _, a)| *a);
+            let arch = self.model_type_entry().map_or("", |(_, _, a)| *a);
             map.insert("architectures".into(), serde_json::json!([arch]));
             map.insert("problem_type".into(), Value::from("single_label_classification"));
             map.insert("torch_dtype".into(), Value::from("float32"));

@@ -112,7 +112,7 @@ pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, 
         let n = rows.len();
         let part = |pct: u32| ((n as f64) * f64::from(pct) / 100.0).round() as usize;
         let n_valid = part(shares.valid).min(n.saturating_sub(1));
-        let n_test = part(shares.test).min(n - 1 - n_valid.min(n - 1));
+        let n_test = part(shares.test).min(n - 1 - n_valid);
         valid.extend_from_slice(&rows[..n_valid]);
         test.extend_from_slice(&rows[n_valid..n_valid + n_test]);
         train.extend_from_slice(&rows[n_valid + n_test..]);

@@ -482,18 +482,13 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     sink.event(Event::BestLoaded { path: &model_path, best: &best });
     let (test_set, test_file, test_name, missing) = match &data.test {
         Some((set, path, name)) => (set, path.clone(), name.as_str(), None),
-        None if data.split_by.is_some() => (
-            &data.valid,
-            data.valid_path.clone(),
-            data.valid_name.as_str(),
-            Some("test split (--split ...,0)".to_string()),
-        ),
-        None => (
-            &data.valid,
-            data.valid_path.clone(),
-            data.valid_name.as_str(),
-            Some(cfg.source.join("test.csv").display().to_string()),
-        ),
+        None => {
+            let missing = match &data.split_by {
+                Some(_) => "test split (--split ...,0)".to_string(),
+                None => cfg.source.join("test.csv").display().to_string(),
+            };
+            (&data.valid, data.valid_path.clone(), data.valid_name.as_str(), Some(missing))
+        }
     };
     sink.event(Event::Testing { set: test_name, rows: test_set.len(), missing: missing.as_deref() });
     cluster.barrier();
