@@ -135,14 +135,16 @@ fn two_and_three_ranks_reach_the_parameters_of_one_rank() {
     let a: Vec<String> = args(one.path());
     run(BIN, &a.iter().map(String::as_str).collect::<Vec<_>>(), 120).ok();
     let base = tensors(one.path());
-    // On one node gradients are summed in shared memory; HPCML_SHARED_SUM=0
-    // takes MPI_Allreduce, the path between nodes.
+    // On one node the ranks hold the model once, in shared memory, and each
+    // sums and updates a stripe of it; HPCML_SHARED_SUM=0 takes
+    // MPI_Allreduce and a whole update per rank, the path between nodes.
     for (ranks, shared) in [(2, "1"), (3, "1"), (2, "0")] {
         let many = tempfile::tempdir().unwrap();
         let a = args(many.path());
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let r = mpirun_with(ranks, BIN, &a, 180, None, &[("HPCML_SHARED_SUM", shared)]).ok();
         assert!(r.stdout.contains(&format!("Training on {ranks} ranks x 1 thread, cpu, fp32;")), "{}", r.stdout);
+        assert!(!r.stderr.contains("MPI_Allreduce instead"), "the shared-memory path fell back: {}", r.stderr);
         let diff = max_rel_diff(&base, &tensors(many.path()));
         assert!(diff < 1e-5, "{ranks} ranks (shared sum {shared}) differ from 1 rank by {diff} (relative)");
         let (h1, hn) = (json(&one.path().join("metrics.json")), json(&many.path().join("metrics.json")));

@@ -38,13 +38,17 @@ pub struct SharedSum {
     /// Per rank, the start of its two buffers of `capacity` values each.
     bases: Vec<*mut f32>,
     capacity: usize,
+    /// One region for the whole node, in rank 0's part of a second window:
+    /// state that every rank reads and each updates a stripe of (see
+    /// [`SharedSum::node_region`]). Its start and length in values.
+    node: Option<(ffi::MPI_Win, *mut f32, usize)>,
 }
 
 impl SharedSum {
     /// Over `node` (all of whose ranks share memory).
     pub(super) fn new(node: SimpleCommunicator) -> SharedSum {
         let (rank, ranks) = (node.rank() as usize, node.size() as usize);
-        SharedSum { comm: node, rank, ranks, win: None, bases: Vec::new(), capacity: 0 }
+        SharedSum { comm: node, rank, ranks, win: None, bases: Vec::new(), capacity: 0, node: None }
     }
 
     /// Makes room for `len` values per buffer (collective: every rank calls it
@@ -56,10 +60,19 @@ impl SharedSum {
         // Headroom, so buffers that vary a little (sparse rows) rarely regrow.
         let capacity = (len + len / 4).div_ceil(ALIGN) * ALIGN;
         let bytes = 2 * capacity * std::mem::size_of::<f32>();
-        // MPI maps the window from /dev/shm; where that is small (Docker's
-        // default is 64 MB) touching the pages would kill the job with SIGBUS.
-        // Every rank must reach the same answer, so they agree on it.
-        let need = (bytes * self.ranks) as u64;
+        self.check_room((bytes * self.ranks) as u64)?;
+        let (win, bases) = allocate(&self.comm, bytes)?;
+        self.bases = bases;
+        self.win = Some(win);
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// Fails, on every rank alike, when /dev/shm cannot hold `need` more bytes
+    /// with headroom. MPI maps windows from /dev/shm; where that is small
+    /// (Docker's default is 64 MB) touching the pages would kill the job with
+    /// SIGBUS. Collective: every rank must reach the same answer.
+    fn check_room(&self, need: u64) -> Result<()> {
         let free = shm_free_bytes();
         let fits = i32::from(free.map_or(true, |f| f >= need + need / 2 + (64 << 20)));
         let mut all_fit = 0i32;
@@ -71,43 +84,57 @@ impl SharedSum {
                 need >> 20
             );
         }
-        let mut base: *mut f32 = ptr::null_mut();
-        let mut win: ffi::MPI_Win = unsafe { std::mem::zeroed() };
-        // SAFETY: plain MPI calls on this struct's communicator; `base` and
-        // `win` are written by MPI.
-        unsafe {
-            let rc = ffi::MPI_Win_allocate_shared(
-                bytes as ffi::MPI_Aint,
-                std::mem::size_of::<f32>() as i32,
-                ffi::RSMPI_INFO_NULL,
-                self.comm.as_raw(),
-                &mut base as *mut *mut f32 as *mut c_void,
-                &mut win,
-            );
-            if rc != 0 {
-                bail!("MPI_Win_allocate_shared of {} MB failed (error {rc})", bytes >> 20);
-            }
-            let mut bases = Vec::with_capacity(self.ranks);
-            for r in 0..self.ranks {
-                let (mut size, mut unit, mut b): (ffi::MPI_Aint, i32, *mut f32) = (0, 0, ptr::null_mut());
-                let rc = ffi::MPI_Win_shared_query(
-                    win,
-                    r as i32,
-                    &mut size,
-                    &mut unit,
-                    &mut b as *mut *mut f32 as *mut c_void,
-                );
-                if rc != 0 || b.is_null() || (size as usize) < bytes {
-                    bail!("MPI_Win_shared_query for rank {r} failed (error {rc})");
-                }
-                bases.push(b);
-            }
-            ffi::MPI_Win_lock_all(0, win);
-            self.bases = bases;
-        }
-        self.win = Some(win);
-        self.capacity = capacity;
         Ok(())
+    }
+
+    /// A region of `len` f32 values that every rank of the node maps at once
+    /// (one copy per node, not per rank), as a CPU tensor that does not own
+    /// its memory; it stays valid for the life of the process. Collective
+    /// when it has to grow. Its contents survive only while it need not grow.
+    pub fn node_region(&mut self, len: usize) -> Result<Tensor> {
+        let start = match self.node {
+            Some((_, start, have)) if have >= len => start,
+            _ => {
+                let bytes = len * std::mem::size_of::<f32>();
+                self.check_room(bytes as u64)?;
+                let (win, bases) = allocate(&self.comm, if self.rank == 0 { bytes } else { 0 })?;
+                self.node = Some((win, bases[0], len));
+                bases[0]
+            }
+        };
+        // SAFETY: `start` begins at least `len` values of a window never
+        // freed before MPI_Finalize.
+        Ok(unsafe { Tensor::f_from_blob(start as *const u8, &[len as i64], &[1], Kind::Float, Device::Cpu)? })
+    }
+
+    /// The values `start..end` of a buffer of `len` that rank `rank` of the
+    /// node owns in [`SharedSum::sum`] and in a striped update: stripes start
+    /// on 64-byte boundaries, so no two ranks write one cache line.
+    pub fn stripe(&self, rank: usize, len: usize) -> std::ops::Range<usize> {
+        let (start, end) = share(len.div_ceil(ALIGN) as u64, self.ranks, rank);
+        (start as usize * ALIGN).min(len)..(end as usize * ALIGN).min(len)
+    }
+
+    /// Whether `flag` is true on any rank of the node. Collective.
+    pub fn any(&self, flag: bool) -> bool {
+        let mut any = 0i32;
+        self.comm.all_reduce_into(&i32::from(flag), &mut any, SystemOperation::max());
+        any != 0
+    }
+
+    /// The number of ranks on this node and this rank's place among them.
+    pub fn ranks(&self) -> (usize, usize) {
+        (self.ranks, self.rank)
+    }
+
+    /// Rank `rank`'s buffer `which`, its first `len` values, for reading.
+    ///
+    /// # Safety
+    /// The caller must know that nobody writes those values while the slice
+    /// lives (between two [`SharedSum::fence`]s where their owner does not).
+    pub unsafe fn peer(&self, rank: usize, which: usize, len: usize) -> &[f32] {
+        debug_assert!(len <= self.capacity && which < 2 && rank < self.ranks);
+        std::slice::from_raw_parts(self.slot(rank, which), len)
     }
 
     /// This rank's buffer `which` (0 or 1), its first `len` values as a CPU
@@ -148,8 +175,7 @@ impl SharedSum {
         }
         let to = 1 - from;
         self.fence();
-        let (start, end) = share(len.div_ceil(ALIGN) as u64, self.ranks, self.rank);
-        let (start, end) = ((start as usize * ALIGN).min(len), (end as usize * ALIGN).min(len));
+        let std::ops::Range { start, end } = self.stripe(self.rank, len);
         if end > start {
             let n = end - start;
             // SAFETY: between the two fences, this rank alone writes values
@@ -172,16 +198,54 @@ impl SharedSum {
         Ok(())
     }
 
-    /// Makes every rank's writes visible to all, and waits for all.
-    fn fence(&self) {
-        if let Some(win) = self.win {
-            // SAFETY: MPI calls on this struct's window and communicator.
-            unsafe {
-                ffi::MPI_Win_sync(win);
-                ffi::MPI_Barrier(self.comm.as_raw());
-                ffi::MPI_Win_sync(win);
+    /// Makes every rank's writes to either window visible to all, and waits
+    /// for all. Collective.
+    pub fn fence(&self) {
+        let wins = [self.win, self.node.map(|(w, _, _)| w)];
+        // SAFETY: MPI calls on this struct's windows and communicator.
+        unsafe {
+            for win in wins.iter().flatten() {
+                ffi::MPI_Win_sync(*win);
+            }
+            ffi::MPI_Barrier(self.comm.as_raw());
+            for win in wins.iter().flatten() {
+                ffi::MPI_Win_sync(*win);
             }
         }
+    }
+}
+
+/// A shared-memory window of `bytes` on this rank (collective over `comm`,
+/// whose ranks may ask for different sizes), locked for passive access, and
+/// where every rank's part starts. Never freed (see the module comment).
+fn allocate(comm: &SimpleCommunicator, bytes: usize) -> Result<(ffi::MPI_Win, Vec<*mut f32>)> {
+    let mut base: *mut f32 = ptr::null_mut();
+    let mut win: ffi::MPI_Win = unsafe { std::mem::zeroed() };
+    // SAFETY: plain MPI calls on `comm`; `base`, `win` and the queried
+    // pointers are written by MPI.
+    unsafe {
+        let rc = ffi::MPI_Win_allocate_shared(
+            bytes as ffi::MPI_Aint,
+            std::mem::size_of::<f32>() as i32,
+            ffi::RSMPI_INFO_NULL,
+            comm.as_raw(),
+            &mut base as *mut *mut f32 as *mut c_void,
+            &mut win,
+        );
+        if rc != 0 {
+            bail!("MPI_Win_allocate_shared of {} MB failed (error {rc})", bytes >> 20);
+        }
+        let mut bases = Vec::with_capacity(comm.size() as usize);
+        for r in 0..comm.size() {
+            let (mut size, mut unit, mut b): (ffi::MPI_Aint, i32, *mut f32) = (0, 0, ptr::null_mut());
+            let rc = ffi::MPI_Win_shared_query(win, r, &mut size, &mut unit, &mut b as *mut *mut f32 as *mut c_void);
+            if rc != 0 || (b.is_null() && size > 0) {
+                bail!("MPI_Win_shared_query for rank {r} failed (error {rc})");
+            }
+            bases.push(b);
+        }
+        ffi::MPI_Win_lock_all(0, win);
+        Ok((win, bases))
     }
 }
 

@@ -320,7 +320,6 @@ impl Trainer<'_> {
             let loss = logits
                 .f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?
                 .f_mul_scalar(weight)?;
-            let any_stop = dp.backward(&loss, self.params, 1.0, stop.requested().is_some())?;
             // The tutorial's minibatch figures are of this step's forward pass,
             // with the weights before the update.
             let minibatch = if evaluates {
@@ -331,7 +330,8 @@ impl Trainer<'_> {
             } else {
                 None
             };
-            opt.step(self.params, schedule.learning_rate(step))?;
+            let any_stop =
+                dp.step(&loss, self.params, opt, schedule.learning_rate(step), stop.requested().is_some())?;
             state.next_step = step + 1;
             if let Some((minibatch_loss, minibatch_error)) = minibatch {
                 dev_sync(&self.sets.train.images);

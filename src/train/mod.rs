@@ -26,7 +26,7 @@ pub mod rng;
 pub mod signals;
 
 pub use checkpoint::Checkpoint;
-pub use optim::{Adam, Optimizer, Sgd};
+pub use optim::{Adam, Elementwise, Optimizer, Sgd};
 pub use parallel::{DataParallel, SparseRows};
 pub use params::Params;
 pub use precision::Precision;

@@ -91,11 +91,29 @@ fn sgd_fused_cpu(p: &Tensor, g: &Tensor, buf: &Tensor, momentum: f32, decay: f32
             std::slice::from_raw_parts_mut(buf.data_ptr() as *mut f32, n),
         )
     };
+    sgd_kernel(p, g, b, momentum, decay, lr);
+    true
+}
+
+fn sgd_kernel(p: &mut [f32], g: &[f32], b: &mut [f32], momentum: f32, decay: f32, lr: f32) {
     for ((p, g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
         *b = momentum * *b + (*g + decay * *p);
         *p -= lr * *b;
     }
-    true
+}
+
+/// An optimizer whose update of each value reads only that value's parameter,
+/// gradient and state. Ranks that share memory can then each update one
+/// stripe of a model they hold once (see `DataParallel::step`), instead of
+/// every rank updating all of it.
+pub trait Elementwise: Optimizer {
+    /// The state tensors, each shaped like its parameter: one list per kind
+    /// of state, each in [`Params`] order.
+    fn state_lists(&mut self) -> Vec<&mut Vec<Tensor>>;
+    /// Updates values of parameter `param` from their gradient summed over
+    /// ranks: `p`, `g` and every slice of `state` are the same span of it.
+    /// The same arithmetic as [`Optimizer::step`].
+    fn update_span(&self, param: usize, p: &mut [f32], g: &[f32], state: &mut [&mut [f32]], lr: f64);
 }
 
 impl Optimizer for Sgd {
@@ -144,6 +162,19 @@ impl Optimizer for Sgd {
     fn load_state(&mut self, params: &Params, tensors: &HashMap<String, Tensor>) -> Result<()> {
         self.bufs = restore(params, tensors, "optim.momentum.")?;
         Ok(())
+    }
+}
+
+impl Elementwise for Sgd {
+    fn state_lists(&mut self) -> Vec<&mut Vec<Tensor>> {
+        vec![&mut self.bufs]
+    }
+
+    fn update_span(&self, param: usize, p: &mut [f32], g: &[f32], state: &mut [&mut [f32]], lr: f64) {
+        let decay = self.decay.get(param).copied().unwrap_or(0.0);
+        if let [buf] = state {
+            sgd_kernel(p, g, buf, self.momentum as f32, decay as f32, lr as f32);
+        }
     }
 }
 

@@ -8,14 +8,21 @@
 //! give the global batch's mean gradient exactly, and 2 ranks step like 1 rank
 //! with the same global batch. One extra slot carries "a rank was asked to stop"
 //! so all ranks stop at the same step.
+//!
+//! Ranks of one node that train with an [`Elementwise`] optimizer through
+//! [`DataParallel::step`] go further: they hold the model once, in shared
+//! memory, and each sums and updates one stripe of it (`striped`).
 
 use std::ops::Range;
 
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 
+use super::optim::Elementwise;
 use super::params::Params;
 use crate::cluster::{share, Cluster, SharedSum};
+
+mod striped;
 
 /// The rows of one parameter's gradient that may be non-zero on this rank
 /// (e.g. the vocabulary rows an embedding table looked up this step).
@@ -74,6 +81,28 @@ impl<'c> DataParallel<'c> {
         self.unpack(&floats, &buf).context("broadcasting parameters")
     }
 
+    /// One step of the global batch: backpropagates this rank's `loss` (scaled
+    /// by its share of the global batch, as for [`Self::backward`] with
+    /// weight 1), sums the gradients over ranks and updates `params` with
+    /// `opt` at `lr`. Returns true when any rank passed `stop`. Ranks of one
+    /// node that share memory take the striped path (`striped`), which leaves
+    /// `.grad` as it was; elsewhere this is `backward` and `opt.step`.
+    pub fn step<O: Elementwise>(
+        &mut self,
+        loss: &Tensor,
+        params: &Params,
+        opt: &mut O,
+        lr: f64,
+        stop: bool,
+    ) -> Result<bool> {
+        if self.can_stripe(params) {
+            return self.striped_step(loss, params, opt, lr, stop);
+        }
+        let any_stop = self.backward(loss, params, 1.0, stop)?;
+        opt.step(params, lr)?;
+        Ok(any_stop)
+    }
+
     /// Backpropagates this rank's `loss` and leaves in every parameter's `.grad`
     /// the gradient of the global batch (see [`Self::all_reduce_gradients`] for
     /// `weight` and `stop`; returns true when any rank passed `stop`). Callers
@@ -96,10 +125,16 @@ impl<'c> DataParallel<'c> {
     /// `backward` would cost.
     pub fn fresh_gradients(loss: &Tensor, params: &Params) -> Result<()> {
         let fresh = Tensor::f_run_backward(&[loss], &params.tensors, false, false)?;
+        Self::set_gradients(params, &fresh)
+    }
+
+    /// Points every parameter's `.grad` at its gradient in `fresh` (zero
+    /// where that is undefined).
+    fn set_gradients(params: &Params, fresh: &[Tensor]) -> Result<()> {
         // The first time, `.grad` must exist to be pointed elsewhere.
         Self::define_grads(params)?;
         let _guard = tch::no_grad_guard();
-        for (p, g) in params.tensors.iter().zip(&fresh) {
+        for (p, g) in params.tensors.iter().zip(fresh) {
             let mut dst = p.grad();
             if g.defined() {
                 let _ = dst.f_set_source_tensor_(g)?;
