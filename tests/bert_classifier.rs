@@ -572,6 +572,10 @@ fn bad_inputs_are_one_line_errors() {
     assert_one_line_error(&r, 2, "--frobnicate");
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "--max-len", "4096"], 60);
     assert_one_line_error(&r, 2, "--max-len");
+    // The model's limit, not the flag's: RoBERTa's positions start after the padding id.
+    let roberta = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/roberta-tiny");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-m", &s(&roberta), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "--max-len 128 is longer than the model's 32 positions: pass --max-len 32 or less");
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "--split", "80,10,10"], 60);
     assert_one_line_error(&r, 2, "--split divides a single file given as -s FILE");
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data.join("valid.csv")), "--split", "80,20"], 60);

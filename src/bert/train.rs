@@ -281,8 +281,9 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let config = cluster.agree(BertConfig::from_file(&files.config))?;
     if cfg.max_len as i64 > config.max_tokens() {
         return cluster.agree(Err(crate::cli::usage(format!(
-            "--max-len {} is longer than the model's {} positions",
+            "--max-len {} is longer than the model's {} positions: pass --max-len {} or less",
             cfg.max_len,
+            config.max_tokens(),
             config.max_tokens()
         ))));
     }
