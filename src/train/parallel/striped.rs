@@ -8,8 +8,8 @@
 //! rank touches 1/ranks of the parameters and optimizer state instead of all
 //! of them, and autograd's fresh gradients are read where they lie: nothing
 //! zeroes a buffer, accumulates into it, or writes the sum back to every rank.
-//! With one thread per rank those passes over memory were what kept 2 ranks
-//! from twice the throughput of one.
+//! With one thread per rank, those passes over memory were most of what a
+//! 2-rank step cost beyond its arithmetic and its waits at the barriers.
 //!
 //! Each value is summed in rank order by one rank, so the result is the same
 //! bits as the all-reduce path's.
