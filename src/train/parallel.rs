@@ -407,19 +407,21 @@ impl<'c> DataParallel<'c> {
                     self.send = Some(t.shallow_clone());
                     return Ok(t);
                 }
-                Err(e) => {
-                    // All ranks got the same answer (they agree on the space);
-                    // MPI_Allreduce does the job from here on.
-                    if self.cluster.is_root() {
-                        eprintln!("note: {e:#}; summing gradients with MPI_Allreduce instead");
-                    }
-                    self.shared = None;
-                    self.send = None;
-                    self.recv = None;
-                }
+                Err(e) => self.leave_shared_memory(&e),
             }
         }
         host_buffer(&mut self.send, len)
+    }
+
+    /// Sums with MPI_Allreduce from here on, saying why once. Every rank calls
+    /// it alike: the shared-memory failures it follows are agreed collectively.
+    fn leave_shared_memory(&mut self, why: &anyhow::Error) {
+        if self.cluster.is_root() {
+            eprintln!("note: {why:#}; summing gradients with MPI_Allreduce instead");
+        }
+        self.shared = None;
+        self.send = None;
+        self.recv = None;
     }
 
     /// Copies `tensors`, flattened to f32 in order, into the start of the host

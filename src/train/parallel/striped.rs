@@ -19,7 +19,7 @@ use std::ops::Range;
 use anyhow::{Context, Result};
 use tch::Tensor;
 
-use super::{host_slice, is_host_f32, point_into, DataParallel};
+use super::{host_slice, is_host_f32, point_into, views_of, DataParallel};
 use crate::train::optim::Elementwise;
 use crate::train::params::Params;
 
@@ -48,16 +48,16 @@ impl DataParallel<'_> {
         // Backward first: moving the parameters into shared memory under a
         // graph that saved them would cut them off from their gradients.
         let fresh = Tensor::f_run_backward(&[loss], &params.tensors, false, false)?;
-        if let Err(e) = self.adopt(params, opt) {
-            if self.cluster.is_root() {
-                eprintln!("note: {e:#}; summing gradients with MPI_Allreduce instead");
+        let send = match self.adopt(params, opt) {
+            Ok(send) => send,
+            Err(e) => {
+                self.leave_shared_memory(&e);
+                Self::set_gradients(params, &fresh)?;
+                let any_stop = self.all_reduce_gradients(params, 1.0, stop)?;
+                opt.step(params, lr)?;
+                return Ok(any_stop);
             }
-            self.shared = None;
-            Self::set_gradients(params, &fresh)?;
-            let any_stop = self.all_reduce_gradients(params, 1.0, stop)?;
-            opt.step(params, lr)?;
-            return Ok(any_stop);
-        }
+        };
         let _guard = tch::no_grad_guard();
         // In each parameter's memory order (a convolution's may come back
         // channels-last); `None` where autograd made none (zero).
@@ -77,7 +77,6 @@ impl DataParallel<'_> {
         let spans = spans(params);
         let Some(shared) = self.shared.as_mut() else { anyhow::bail!("the striped step lost its shared window") };
         let (ranks, me) = shared.ranks();
-        let send = shared.buffer(0, n + 1)?;
         // SAFETY: this rank's own buffer of n + 1 values; other ranks read it
         // only between the next two fences, when this rank does not write it.
         let out = unsafe { host_slice(&send, n + 1) };
@@ -143,23 +142,25 @@ impl DataParallel<'_> {
     }
 
     /// Moves the parameters and the optimizer's state into the node's shared
-    /// region (rank 0's values), unless they are there already. Collective.
-    fn adopt<O: Elementwise>(&mut self, params: &Params, opt: &mut O) -> Result<()> {
+    /// region (rank 0's values), unless they are there already, and returns
+    /// this rank's shared buffer for its gradient's parts that other ranks
+    /// own and the stop flag (`n + 1` values). Collective.
+    fn adopt<O: Elementwise>(&mut self, params: &Params, opt: &mut O) -> Result<Tensor> {
         let n = params.numel();
-        let Some(shared) = self.shared.as_mut() else { return Ok(()) };
-        // The stop flag's buffer first: both may fail for want of room.
-        let _ = shared.buffer(0, n + 1)?;
+        let Some(shared) = self.shared.as_mut() else { anyhow::bail!("the striped step has no shared window") };
+        // The buffer first: both may fail for want of room.
+        let send = shared.buffer(0, n + 1)?;
         let mut lists: Vec<&mut Vec<Tensor>> = opt.state_lists();
         // Regions start on 64-byte boundaries.
         let stride = n.div_ceil(16) * 16;
         let node = shared.node_region((1 + lists.len()) * stride)?;
         let region = |j: usize| node.f_narrow(0, (j * stride) as i64, n as i64);
-        let mut placed = super::views_of(&params.tensors, &region(0)?);
+        let mut placed = views_of(&params.tensors, &region(0)?);
         for (j, list) in lists.iter().enumerate() {
-            placed &= super::views_of(list, &region(1 + j)?);
+            placed &= views_of(list, &region(1 + j)?);
         }
         if !shared.any(!placed) {
-            return Ok(());
+            return Ok(send);
         }
         let _guard = tch::no_grad_guard();
         let (_, me) = shared.ranks();
@@ -174,7 +175,7 @@ impl DataParallel<'_> {
         for (j, list) in lists.iter_mut().enumerate() {
             point_into(list, &region(1 + j)?).context("moving the optimizer's state into shared memory")?;
         }
-        Ok(())
+        Ok(send)
     }
 }
 
