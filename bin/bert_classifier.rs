@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hpcml::bail_usage;
-use hpcml::bert::data::{self, Columns};
+use hpcml::bert::data;
 use hpcml::bert::export::{self, Which};
 use hpcml::bert::output::{self, Reporter};
 use hpcml::bert::predict::{self, PredictConfig};
@@ -115,10 +115,10 @@ struct TrainArgs {
 /// How `train` and `evaluate` read labelled CSV files.
 #[derive(Args, Debug, Clone)]
 struct LabelledCsvArgs {
-    /// The CSV column with the text [default: titletext; evaluate: the one the model was trained on].
+    /// The CSV column with the text [default: titletext, else text, sentence, review, ... (the first the file has); evaluate: the one the model was trained on].
     #[arg(long)]
     text_column: Option<String>,
-    /// The CSV column with the class, integers or names [default: label; evaluate: as trained].
+    /// The CSV column with the class, integers or names [default: label, else labels, class, category, target, sentiment; evaluate: as trained].
     #[arg(long)]
     label_column: Option<String>,
     /// Leave out rows that cannot be read (and say how many) instead of stopping.
@@ -153,7 +153,7 @@ struct PredictArgs {
     /// A CSV file with a header; classifies its --text-column.
     #[arg(long, value_name = "PATH")]
     csv: Option<PathBuf>,
-    /// The CSV column with the text [default: the one the model was trained on, else titletext].
+    /// The CSV column with the text [default: the one the model was trained on, else the first usual name the file has: titletext, text, sentence, ...].
     #[arg(long)]
     text_column: Option<String>,
     /// Leave out CSV rows that cannot be read.
@@ -238,8 +238,8 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         lr: a.lr,
         max_len: a.max_len as usize,
         seed: a.seed,
-        text_column: a.csv.text_column.unwrap_or_else(|| data::DEFAULT_TEXT_COLUMN.to_string()),
-        label_column: a.csv.label_column.unwrap_or_else(|| data::DEFAULT_LABEL_COLUMN.to_string()),
+        text_column: a.csv.text_column,
+        label_column: a.csv.label_column,
         skip_bad_rows: a.csv.skip_bad_rows,
         resume: a.resume,
         eval_every: a.eval_every.map(|e| e as usize),
@@ -308,8 +308,8 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
         texts.extend(body.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
     }
     if let Some(csv) = &a.csv {
-        let (text_column, _) = predict::columns_for(&a.model.model, a.text_column.clone(), None);
-        texts.extend(predict::texts_from_csv(csv, &text_column, a.skip_bad_rows)?);
+        let cols = predict::columns_for(&a.model.model, a.text_column.clone(), None);
+        texts.extend(predict::texts_from_csv(csv, cols.text, a.skip_bad_rows)?);
     }
     if texts.is_empty() && a.file.is_none() && a.csv.is_none() {
         if std::io::stdin().is_terminal() {
@@ -330,9 +330,7 @@ fn run_evaluate(cluster: &Cluster, a: EvaluateArgs) -> anyhow::Result<()> {
         bail_usage!("evaluate needs a labelled CSV: bert-classifier evaluate -m MODEL FILE.csv");
     };
     let cfg = predict_config(&a.model);
-    let (text, label) =
-        predict::columns_for(&a.model.model, a.columns.text_column.clone(), a.columns.label_column.clone());
-    let cols = Columns { text, label: Some(label) };
+    let cols = predict::columns_for(&a.model.model, a.columns.text_column.clone(), a.columns.label_column.clone());
     let Some(run) = predict::evaluate_file(cluster, &cfg, csv, &cols, a.columns.skip_bad_rows)? else {
         return Ok(());
     };

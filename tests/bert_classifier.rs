@@ -369,6 +369,60 @@ fn predict_reads_files_stdin_and_csv_and_evaluate_reports() {
     assert!(r.stdout.contains("(2 rows, 1 malformed rows skipped)"), "{}", r.stdout);
 }
 
+/// GLUE's layout (SST-2): tab-separated `train.tsv` and `dev.tsv` with a
+/// `sentence` and a `label` column, texts that open a quote they never close,
+/// and a `test.tsv` without labels. No column or file flags: the usual names
+/// are found, the test file is classified by `predict` instead of scored, and
+/// the model remembers its columns for `evaluate`.
+#[test]
+fn a_glue_style_directory_of_tsv_files_trains_with_no_column_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sst2");
+    std::fs::create_dir_all(&data).unwrap();
+    let write = |name: &str, n: usize, seed: u64, labelled: bool| {
+        let (ham, spam) = (sentences(&HAM, n, seed), sentences(&SPAM, n, seed + 100));
+        let mut text = String::from(if labelled { "sentence\tlabel\n" } else { "index\tsentence\n" });
+        for i in 0..n {
+            let (label, t) = if i % 2 == 0 { (0, &ham[i]) } else { (1, &spam[i]) };
+            let t = if i % 3 == 0 { format!("\" {t}") } else { t.clone() };
+            text += &if labelled { format!("{t}\t{label}\n") } else { format!("{i}\t{t}\n") };
+        }
+        std::fs::write(data.join(name), text).unwrap();
+    };
+    write("train.tsv", 48, 1, true);
+    write("dev.tsv", 16, 2, true);
+    write("test.tsv", 10, 3, false);
+    let out = dir.path().join("out");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "2", "--lr", "1e-4"]), 300).ok();
+    let log = &r.stdout;
+    assert!(
+        log.contains("Data: train.tsv 48, dev.tsv 16 rows, test.tsv unlabelled (not scored); text column 'sentence', label column 'label'; classes 0, 1;"),
+        "{log}"
+    );
+    let test = data.join("test.tsv");
+    assert!(
+        log.contains(&format!(
+            "No labels in {} (it has no label column; classify it with `bert-classifier predict -m {o} --csv {}`): evaluating the model on {} instead (16 rows)",
+            test.display(),
+            test.display(),
+            data.join("dev.tsv").display()
+        )),
+        "{log}"
+    );
+    let results = json(&out.join("results.json"));
+    assert!(results["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{}", results["test"]);
+    assert_eq!(json(&out.join("run_config.json"))["text_column"], "sentence");
+    // The texts were read whole: the opening quote is part of the text.
+    let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "--csv", test.to_str().unwrap()], 120).ok();
+    assert_eq!(r.stdout.lines().count(), 10, "{}", r.stdout);
+    assert!(r.stdout.lines().next().unwrap().starts_with("Prediction for '\" "), "{}", r.stdout);
+    let right = r.stdout.lines().enumerate().filter(|(i, l)| l.contains(&format!("': {} (", i % 2))).count();
+    assert!(right >= 9, "{right} of 10 right: {}", r.stdout);
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", data.join("dev.tsv").to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("(16 rows)") && r.stdout.contains("Accuracy: "), "{}", r.stdout);
+}
+
 /// Starts a training run, sends it SIGTERM once it has validated once, and
 /// returns its output after it exits.
 fn train_and_interrupt(a: &[&str]) -> (i32, String) {
@@ -533,12 +587,17 @@ fn bad_inputs_are_one_line_errors() {
 
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--text-column", "body"], 60);
     assert_one_line_error(&r, 2, "has no column 'body'");
-    let unlabelled = p("unlabelled");
-    make_data(&unlabelled, 8, 4, None);
-    std::fs::write(unlabelled.join("test.csv"), "id,titletext\n1,apple pear\n").unwrap();
-    let r = run(BIN, &["-d", "cpu", "-s", &s(&unlabelled), "-o", &s(&p("o"))], 60);
-    assert_one_line_error(&r, 2, "test.csv has no 'label' column to score the model on");
-    assert!(r.stderr.contains("predict -m") && r.stderr.contains("--csv FILE"), "{}", r.stderr);
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--label-column", "titletext"], 60);
+    assert_one_line_error(&r, 2, "the text and the label would both be read from column 'titletext'");
+    let unusual = p("unusual");
+    make_data_with(&unusual, 8, 4, None, "v1,title,body,v2");
+    let r = run(BIN, &["-d", "cpu", "-s", &s(&unusual), "-o", &s(&p("o"))], 60);
+    assert_one_line_error(&r, 2, "has no text column under a usual name (titletext, text, sentence");
+    assert!(
+        r.stderr.contains("its columns: v1, title, body, v2") && r.stderr.contains("--text-column"),
+        "{}",
+        r.stderr
+    );
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--class-names", "ham=ok,spam"], 60);
     assert_one_line_error(&r, 2, "'spam' is not VALUE=NAME");
     let r = run(

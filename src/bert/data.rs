@@ -2,7 +2,10 @@
 //!
 //! The layout is the tutorial's ([`super::source`]): a source directory with
 //! `train.csv`, `valid.csv` and (optionally) `test.csv`, a header row, the text in one
-//! column (`titletext`) and the class in another (`label`). Classes may be any
+//! column (`titletext`) and the class in another (`label`). Files may also be
+//! tab-separated (GLUE's `.tsv`), and without column flags the usual names of
+//! other data sets are looked for (`text`, `sentence`, `review`, ...; `labels`,
+//! `target`, ...). Classes may be any
 //! strings (`0`/`1`, `spam`/`ham`); they are numbered in order (numerically
 //! when all are integers) and kept, with any names the user gives them
 //! (`--class-names 0=REAL,1=FAKE`), for reports and exports.
@@ -44,6 +47,9 @@ pub struct Split {
     /// The line each row starts on (1-based, the header is line 1).
     pub lines: Vec<u64>,
     pub skipped: Vec<u64>,
+    /// The header names of the columns read (text, and label when one was).
+    pub text_column: String,
+    pub label_column: Option<String>,
 }
 
 impl Split {
@@ -56,12 +62,30 @@ impl Split {
     }
 }
 
+/// One column to read: the one a flag named, or the first of the usual names
+/// that the header has (case ignored), or a model's own column where the
+/// file has it (else a usual one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    Named(String),
+    Usual,
+    /// The column a model was trained on, as `train` recorded it.
+    Trained(String),
+}
+
+impl Column {
+    /// The flag's value, else the usual names.
+    pub fn from_flag(flag: Option<String>) -> Column {
+        flag.map_or(Column::Usual, Column::Named)
+    }
+}
+
 /// Which columns to read.
 #[derive(Clone, Debug)]
 pub struct Columns {
-    pub text: String,
+    pub text: Column,
     /// `None` for unlabelled texts (prediction).
-    pub label: Option<String>,
+    pub label: Option<Column>,
 }
 
 /// Line numbers of byte offsets, counted forward as records are read. (The
@@ -88,14 +112,68 @@ impl LineCounter {
     }
 }
 
-/// The tutorial's columns (`TabularDataset` fields `label` and `titletext`).
-pub const DEFAULT_TEXT_COLUMN: &str = "titletext";
-pub const DEFAULT_LABEL_COLUMN: &str = "label";
+/// The usual names of the text column, tried in this order: the tutorial's
+/// (`TabularDataset` field `titletext`), then those of common exports
+/// (Hugging Face datasets, GLUE, Kaggle's reviews, messages and tweets).
+pub const TEXT_COLUMNS: &[&str] =
+    &["titletext", "text", "sentence", "review", "message", "content", "comment", "tweet", "document"];
+/// The usual names of the class column, the tutorial's `label` first.
+pub const LABEL_COLUMNS: &[&str] = &["label", "labels", "class", "category", "target", "sentiment"];
 
-/// How every CSV file here is read: a header row, rows of any length (each
-/// is checked against the header, naming its line).
-fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes)
+/// How a file separates its fields: tabs where its name says so (`.tsv`,
+/// `.tab`) or where its header row has tabs and no commas (GLUE's files,
+/// spreadsheet exports), else commas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delimiter {
+    Comma,
+    Tab,
+}
+
+impl Delimiter {
+    fn of(path: &Path, bytes: &[u8]) -> Delimiter {
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if matches!(ext.as_deref(), Some("tsv" | "tab")) {
+            return Delimiter::Tab;
+        }
+        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        if header.contains(&b'\t') && !header.contains(&b',') {
+            Delimiter::Tab
+        } else {
+            Delimiter::Comma
+        }
+    }
+
+    /// What a row with the wrong number of fields most likely has.
+    fn stray(self) -> &'static str {
+        match self {
+            Delimiter::Comma => "an unquoted comma or an unclosed quote",
+            Delimiter::Tab => "a tab inside a text",
+        }
+    }
+}
+
+/// How every file here is read: a header row, rows of any length (each is
+/// checked against the header, naming its line). Tab-separated files are
+/// read without quoting, as GLUE's loaders read them: a text may begin with
+/// a quote it never closes.
+fn csv_reader(bytes: &[u8], delimiter: Delimiter) -> csv::Reader<&[u8]> {
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(true).flexible(true);
+    if delimiter == Delimiter::Tab {
+        b.delimiter(b'\t').quoting(false);
+    }
+    b.from_reader(bytes)
+}
+
+/// Where `want` is among the header's `names`; `usual` are the names tried,
+/// in order, when no flag named one. `None` when it is not there.
+fn position(names: &[String], want: &Column, usual: &[&str]) -> Option<usize> {
+    let usual = || usual.iter().find_map(|u| names.iter().position(|n| n.eq_ignore_ascii_case(u)));
+    match want {
+        Column::Named(c) => names.iter().position(|n| n == c),
+        Column::Usual => usual(),
+        Column::Trained(c) => names.iter().position(|n| n == c).or_else(usual),
+    }
 }
 
 /// The columns a CSV file's header row names (a BOM and spaces trimmed).
@@ -122,47 +200,79 @@ fn header_names(rdr: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>
     Ok(names)
 }
 
-/// Whether the CSV file's header names `column`; `None` when the file or its
-/// header cannot be read (reading it for real says why).
-pub fn has_column(path: &Path, column: &str) -> Option<bool> {
+/// Whether the file's header has a label column (`label`, read as
+/// [`read_csv`] reads it); `None` when the file or its header cannot be read
+/// (reading it for real says why).
+pub fn has_label_column(path: &Path, label: &Column) -> Option<bool> {
     let bytes = utf8_or_windows_1252(std::fs::read(path).ok()?);
-    let mut rdr = csv_reader(&bytes);
-    Some(header_names(&mut rdr, path).ok()?.iter().any(|n| n == column))
+    let mut rdr = csv_reader(&bytes, Delimiter::of(path, &bytes));
+    Some(position(&header_names(&mut rdr, path).ok()?, label, LABEL_COLUMNS).is_some())
+}
+
+/// A file's name without its directory, for messages.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
 /// counted in `skipped` instead of failing.
 pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let name = file_name(path);
     let bytes = match std::fs::read(path) {
         Ok(b) => utf8_or_windows_1252(b),
         Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
     };
-    let mut rdr = csv_reader(&bytes);
+    let delimiter = Delimiter::of(path, &bytes);
+    let mut rdr = csv_reader(&bytes, delimiter);
     let names = header_names(&mut rdr, path)?;
-    let find = |col: &str, flag: &str| -> Result<usize> {
-        match names.iter().position(|n| n == col) {
-            Some(i) => Ok(i),
-            None => bail_usage!(
+    let find = |want: &Column, usual: &[&str], what: &str, flag: &str| -> Result<usize> {
+        match (position(&names, want, usual), want) {
+            (Some(i), _) => Ok(i),
+            (None, Column::Named(col)) => bail_usage!(
                 "{} has no column '{col}' (its columns: {}); pick one with {flag}",
                 path.display(),
                 names.join(", ")
             ),
+            (None, Column::Usual) => bail_usage!(
+                "{} has no {what} column under a usual name ({}; its columns: {}); pick one with {flag}",
+                path.display(),
+                usual.join(", "),
+                names.join(", ")
+            ),
+            (None, Column::Trained(col)) => bail_usage!(
+                "{} has no {what} column: neither '{col}', the model's, nor a usual name ({}; its columns: {}); pick one with {flag}",
+                path.display(),
+                usual.join(", "),
+                names.join(", ")
+            ),
         }
     };
-    let text_at = find(&cols.text, "--text-column")?;
+    let text_at = find(&cols.text, TEXT_COLUMNS, "text", "--text-column")?;
     let label_at = match &cols.label {
-        Some(l) => Some(find(l, "--label-column")?),
+        Some(l) => Some(find(l, LABEL_COLUMNS, "label", "--label-column")?),
         None => None,
     };
-    let mut split = Split { name, path: path.to_path_buf(), ..Default::default() };
+    if label_at == Some(text_at) {
+        bail_usage!(
+            "{}: the text and the label would both be read from column '{}'; name them with --text-column and --label-column",
+            path.display(),
+            names[text_at]
+        );
+    }
+    let mut split = Split {
+        name,
+        path: path.to_path_buf(),
+        text_column: names[text_at].clone(),
+        label_column: label_at.map(|i| names[i].clone()),
+        ..Default::default()
+    };
     let mut record = csv::ByteRecord::new();
     let mut lines = LineCounter::default();
     loop {
         let line = rdr.position().line();
         let problem = match rdr.read_byte_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => check_row(&record, names.len(), text_at, label_at),
+            Ok(true) => check_row(&record, names.len(), text_at, label_at, delimiter),
             Err(e) => match e.kind() {
                 csv::ErrorKind::Io(_) => bail_usage!("cannot read {}: {e}", path.display()),
                 _ => Err(format!("{e}")),
@@ -220,12 +330,10 @@ fn check_row(
     fields: usize,
     text_at: usize,
     label_at: Option<usize>,
+    delimiter: Delimiter,
 ) -> std::result::Result<(String, Option<String>), String> {
     if record.len() != fields {
-        return Err(format!(
-            "{} field(s) where the header has {fields} (an unquoted comma or an unclosed quote?)",
-            record.len()
-        ));
+        return Err(format!("{} field(s) where the header has {fields} ({}?)", record.len(), delimiter.stray()));
     }
     let field = |i: usize| -> std::result::Result<String, String> {
         std::str::from_utf8(record.get(i).unwrap_or_default())
@@ -494,8 +602,8 @@ pub fn fingerprint(split: &Split) -> String {
 }
 
 /// Reads a split with a context naming the file on unexpected failures.
-pub fn read_labelled(path: &Path, text: &str, label: &str, skip_bad: bool) -> Result<Split> {
-    let cols = Columns { text: text.to_string(), label: Some(label.to_string()) };
+pub fn read_labelled(path: &Path, text: &Column, label: &Column, skip_bad: bool) -> Result<Split> {
+    let cols = Columns { text: text.clone(), label: Some(label.clone()) };
     read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))
 }
 
@@ -509,8 +617,12 @@ mod tests {
         p
     }
 
+    fn named(c: &str) -> Column {
+        Column::Named(c.into())
+    }
+
     fn cols() -> Columns {
-        Columns { text: "titletext".into(), label: Some("label".into()) }
+        Columns { text: named("titletext"), label: Some(named("label")) }
     }
 
     #[test]
@@ -548,7 +660,7 @@ mod tests {
         assert_eq!(s.texts, vec!["win now", "fine"]);
         let labels = Labels::from_split(&s).unwrap();
         assert_eq!(labels.names, vec!["ham", "spam"]);
-        let e = read_csv(&p, &Columns { text: "body".into(), label: None }, false).unwrap_err();
+        let e = read_csv(&p, &Columns { text: named("body"), label: None }, false).unwrap_err();
         assert!(e.to_string().contains("no column 'body'") && e.to_string().contains("label, titletext"));
         // A UTF-8 file (it has "é") with broken bytes on one row.
         let bytes = dir.path().join("bin.csv");
@@ -562,9 +674,55 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("spam.csv");
         std::fs::write(&p, b"v1,v2,,,\nspam,\"win \xa3900 \x93now\x94\",,,\nham,\"s\xfc\xdf\",,,\n").unwrap();
-        let s = read_csv(&p, &Columns { text: "v2".into(), label: Some("v1".into()) }, false).unwrap();
+        let s = read_csv(&p, &Columns { text: named("v2"), label: Some(named("v1")) }, false).unwrap();
         assert_eq!(s.texts, vec!["win \u{a3}900 \u{201c}now\u{201d}", "s\u{fc}\u{df}"]);
         assert_eq!(s.labels, vec!["spam", "ham"]);
+    }
+
+    #[test]
+    fn tab_separated_files_and_the_usual_column_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let usual = Columns { text: Column::Usual, label: Some(Column::Usual) };
+        // GLUE's SST-2: tabs, no quoting (a text may open a quote it never closes).
+        let p = write(dir.path(), "dev.tsv", "sentence\tlabel\n\" a quote, never closed\t1\nit's dull\t0\n");
+        let s = read_csv(&p, &usual, false).unwrap();
+        assert_eq!(s.texts, vec!["\" a quote, never closed", "it's dull"]);
+        assert_eq!((s.text_column.as_str(), s.label_column.as_deref()), ("sentence", Some("label")));
+        // Tabs found by the header where the name does not say so.
+        let p = write(dir.path(), "train.txt", "Label\tText\n1\tgreat, really\n");
+        let s = read_csv(&p, &usual, false).unwrap();
+        assert_eq!((s.texts[0].as_str(), s.labels[0].as_str()), ("great, really", "1"));
+        assert_eq!(s.text_column, "Text");
+        // Kaggle's IMDB: review,sentiment; the tutorial's titletext wins over text.
+        let p = write(dir.path(), "imdb.csv", "review,sentiment\n\"good, very\",positive\n");
+        let s = read_csv(&p, &usual, false).unwrap();
+        assert_eq!((s.texts[0].as_str(), s.labels[0].as_str()), ("good, very", "positive"));
+        let p = write(dir.path(), "news.csv", "label,title,text,titletext\n1,t,x,t x\n");
+        assert_eq!(read_csv(&p, &usual, false).unwrap().texts, vec!["t x"]);
+        // A model's column where the file has it, else a usual one.
+        let trained = |c: &str| Columns { text: Column::Trained(c.into()), label: Some(Column::Usual) };
+        assert_eq!(read_csv(&p, &trained("title"), false).unwrap().texts, vec!["t"]);
+        assert_eq!(read_csv(&p, &trained("body"), false).unwrap().texts, vec!["t x"]);
+        // A named column is taken as named: no case folding, no fallback.
+        let e = read_csv(&p, &Columns { text: named("Text"), label: None }, false).unwrap_err().to_string();
+        assert!(e.contains("no column 'Text'"), "{e}");
+        let p = write(dir.path(), "odd.csv", "v1,v2\nspam,win\n");
+        let e = read_csv(&p, &usual, false).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        let e = e.to_string();
+        assert!(e.contains("no text column under a usual name") && e.contains("its columns: v1, v2"), "{e}");
+        assert!(e.contains("--text-column"), "{e}");
+        let e = read_csv(&p, &Columns { text: named("v2"), label: Some(Column::Usual) }, false).unwrap_err();
+        assert!(e.to_string().contains("no label column under a usual name"), "{e}");
+        let e = read_csv(&p, &Columns { text: named("v1"), label: Some(named("v1")) }, false).unwrap_err();
+        assert!(e.to_string().contains("both be read from column 'v1'"), "{e}");
+        // A row with a stray tab is named with its likely cause.
+        let p = write(dir.path(), "bad.tsv", "sentence\tlabel\na\tb\t1\n");
+        let e = read_csv(&p, &usual, false).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("a tab inside a text"), "{e}");
+        assert_eq!(has_label_column(&p, &Column::Usual), Some(true));
+        let p = write(dir.path(), "test.tsv", "index\tsentence\n0\tfine\n");
+        assert_eq!(has_label_column(&p, &Column::Usual), Some(false));
     }
 
     #[test]

@@ -144,24 +144,37 @@ fn started_lines(s: &Started) -> Vec<String> {
         "Model: {} ({parameters} parameters, {} layers, hidden {}, {}{new})",
         s.model, s.layers, s.hidden, s.tokenizer
     ));
+    let file = |i: usize, tutorial: &'static str| s.files.get(i).map_or(tutorial, String::as_str);
     let (sets, train, valid, test) = match &s.split_by {
         Some(how) => (format!("{how}: "), "train", "valid", "test"),
-        None => (String::new(), "train.csv", "valid.csv", "test.csv"),
+        None => (String::new(), file(0, "train.csv"), file(1, "valid.csv"), file(2, "test.csv")),
     };
-    let test = s.test_rows.map(|n| format!(", {test} {n}")).unwrap_or_else(|| format!(", no {test}"));
+    // An unlabelled test file is named after the counts: it has none.
+    let (test, unscored) = match (s.test_rows, s.test_unlabelled) {
+        (Some(n), _) => (format!(", {test} {n}"), String::new()),
+        (None, true) => (String::new(), format!(", {test} unlabelled (not scored)")),
+        (None, false) => (format!(", no {test}"), String::new()),
+    };
     let skipped = if s.skipped_rows.is_empty() {
         String::new()
     } else {
         let parts: Vec<String> = s.skipped_rows.iter().map(|(f, n)| format!("{n} in {f}")).collect();
         format!("; skipped malformed rows: {}", parts.join(", "))
     };
+    // The tutorial's columns go unsaid; others, found or named, are said.
+    let columns =
+        if (s.text_column.as_str(), s.label_column.as_str()) == ("titletext", "label") || s.text_column.is_empty() {
+            String::new()
+        } else {
+            format!("; text column '{}', label column '{}'", s.text_column, s.label_column)
+        };
     let classes: Vec<String> = if s.label_values.len() == s.labels.len() && s.label_values != s.labels {
         s.label_values.iter().zip(&s.labels).map(|(v, n)| format!("{v}={n}")).collect()
     } else {
         s.labels.clone()
     };
     out.push(format!(
-        "Data: {sets}{train} {}, {valid} {}{test} rows; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
+        "Data: {sets}{train} {}, {valid} {}{test} rows{unscored}{columns}; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
         s.train_rows,
         s.valid_rows,
         classes.join(", "),

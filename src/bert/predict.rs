@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::config::BertConfig;
-use super::data::{self, Columns, Encoded, Labels, Split};
+use super::data::{self, Column, Columns, Encoded, Labels, Split};
 use super::hub::{self, ModelFiles};
 use super::model::{self, Pass};
 use super::tokenize::TextTokenizer;
@@ -176,20 +176,23 @@ fn trained_record(files: &ModelFiles) -> Option<serde_json::Value> {
 }
 
 /// The CSV columns to read for `model`: those given, else the ones the model
-/// was trained on (recorded by `train`), else the tutorial's `titletext` and
-/// `label`. Only local models are looked at; a Hub name gets the defaults.
-pub fn columns_for(model: &str, text: Option<String>, label: Option<String>) -> (String, String) {
+/// was trained on (recorded by `train`) where the file has them, else the
+/// usual names (`titletext`, `text`, `sentence`, ...; `label`, ...). Only
+/// local models are looked at; a Hub name gets the usual names.
+pub fn columns_for(model: &str, text: Option<String>, label: Option<String>) -> Columns {
     let trained = if text.is_some() && label.is_some() || !Path::new(model).is_dir() {
         None
     } else {
         hub::resolve(Some(model)).ok().and_then(|files| trained_record(&files))
     };
-    let recorded = |key: &str, default: &str| {
-        trained.as_ref().and_then(|r| r.get(key)?.as_str().map(str::to_string)).unwrap_or_else(|| default.to_string())
+    let column = |given: Option<String>, key: &str| match given {
+        Some(c) => Column::Named(c),
+        None => trained
+            .as_ref()
+            .and_then(|r| r.get(key)?.as_str())
+            .map_or(Column::Usual, |c| Column::Trained(c.to_string())),
     };
-    let text = text.unwrap_or_else(|| recorded("text_column", data::DEFAULT_TEXT_COLUMN));
-    let label = label.unwrap_or_else(|| recorded("label_column", data::DEFAULT_LABEL_COLUMN));
-    (text, label)
+    Columns { text: column(text, "text_column"), label: Some(column(label, "label_column")) }
 }
 
 /// Settings of `predict` and `evaluate`.
@@ -346,7 +349,7 @@ pub fn evaluate_file(
 }
 
 /// Reads the texts of a CSV file's `column` for prediction.
-pub fn texts_from_csv(path: &Path, column: &str, skip_bad: bool) -> Result<Vec<String>> {
-    let cols = Columns { text: column.to_string(), label: None };
+pub fn texts_from_csv(path: &Path, column: Column, skip_bad: bool) -> Result<Vec<String>> {
+    let cols = Columns { text: column, label: None };
     Ok(data::read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))?.texts)
 }

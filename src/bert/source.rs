@@ -26,6 +26,18 @@ pub enum Source {
     File(PathBuf),
 }
 
+/// The names a split's file may have in a source directory, tried in this
+/// order, each as `.csv` then `.tsv`: the tutorial's, then those of Hugging
+/// Face exports (`validation`) and GLUE (`dev`).
+const TRAIN_NAMES: &[&str] = &["train"];
+const VALID_NAMES: &[&str] = &["valid", "validation", "dev"];
+const TEST_NAMES: &[&str] = &["test"];
+
+/// The first file of `names` (with either extension) in `dir`.
+fn find_split(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names.iter().flat_map(|n| ["csv", "tsv"].map(|ext| dir.join(format!("{n}.{ext}")))).find(|p| p.is_file())
+}
+
 impl Source {
     pub fn find(path: &Path) -> Result<Source> {
         if path.is_file() {
@@ -37,20 +49,18 @@ impl Source {
                 path.display()
             );
         }
-        let need = |f: &str| -> Result<PathBuf> {
-            let p = path.join(f);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                bail_usage!(
-                    "-s/--source {}: no {f} there (expected train.csv, valid.csv and optionally test.csv, or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
+        let need = |names: &[&str], f: &str| -> Result<PathBuf> {
+            match find_split(path, names) {
+                Some(p) => Ok(p),
+                None => bail_usage!(
+                    "-s/--source {}: no {f} there (expected train.csv, valid.csv and optionally test.csv; .tsv files and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
                     path.display()
-                )
+                ),
             }
         };
-        let train = need("train.csv")?;
-        let valid = need("valid.csv")?;
-        let test = Some(path.join("test.csv")).filter(|p| p.is_file());
+        let train = need(TRAIN_NAMES, "train.csv")?;
+        let valid = need(VALID_NAMES, "valid.csv")?;
+        let test = find_split(path, TEST_NAMES);
         Ok(Source::Dir { train, valid, test })
     }
 }
@@ -134,6 +144,8 @@ pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, 
             labels: rows.iter().map(|&i| all.labels[i].clone()).collect(),
             lines: rows.iter().map(|&i| all.lines[i]).collect(),
             skipped: Vec::new(),
+            text_column: all.text_column.clone(),
+            label_column: all.label_column.clone(),
         }
     };
     let mut train_split = pick(&mut train, "train");
@@ -155,7 +167,27 @@ mod tests {
             labels: labels.iter().map(|l| l.to_string()).collect(),
             lines: (2..labels.len() as u64 + 2).collect(),
             skipped: vec![7],
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_directory_may_name_its_splits_as_glue_and_hugging_face_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |f: &str| std::fs::write(dir.path().join(f), "sentence\tlabel\n").unwrap();
+        let e = Source::find(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("no train.csv there") && e.contains("dev or validation"), "{e}");
+        touch("train.tsv");
+        touch("dev.tsv");
+        touch("test.tsv");
+        let Source::Dir { train, valid, test } = Source::find(dir.path()).unwrap() else { panic!("a directory") };
+        assert!(train.ends_with("train.tsv") && valid.ends_with("dev.tsv"));
+        assert!(test.unwrap().ends_with("test.tsv"));
+        // The tutorial's names come first.
+        touch("valid.csv");
+        touch("validation.csv");
+        let Source::Dir { valid, .. } = Source::find(dir.path()).unwrap() else { panic!("a directory") };
+        assert!(valid.ends_with("valid.csv"), "{}", valid.display());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 use super::config::BertConfig;
-use super::data::{self, Encoded, Labels, Split};
+use super::data::{self, Column, Encoded, Labels, Split};
 use super::dropout::{Dropout, DropoutKeys};
 use super::hub::{self, ModelFiles};
 use super::model::{self, Pass};
@@ -64,8 +64,14 @@ pub struct TrainConfig {
     pub lr: f64,
     pub max_len: usize,
     pub seed: u64,
-    pub text_column: String,
-    pub label_column: String,
+    /// `None`: the first usual name the training file has (`titletext`,
+    /// `text`, `sentence`, ...; see [`data::TEXT_COLUMNS`]). `run` records the
+    /// columns it read.
+    #[serde(default)]
+    pub text_column: Option<String>,
+    /// `None`: `label` or another usual name ([`data::LABEL_COLUMNS`]).
+    #[serde(default)]
+    pub label_column: Option<String>,
     pub skip_bad_rows: bool,
     pub resume: bool,
     /// Validate every this many steps; `None`: every half epoch.
@@ -219,6 +225,18 @@ pub struct Started {
     pub train_rows: usize,
     pub valid_rows: usize,
     pub test_rows: Option<usize>,
+    /// The train, valid and test files' names (the test file's expected name
+    /// where there is none).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// The test file has no label column.
+    #[serde(default)]
+    pub test_unlabelled: bool,
+    /// The columns read.
+    #[serde(default)]
+    pub text_column: String,
+    #[serde(default)]
+    pub label_column: String,
     /// How one source file was split (`spam.csv split 80/10/10 by class (seed 42)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_by: Option<String>,
@@ -289,6 +307,13 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     }
     let tokenizer = cluster.agree(TextTokenizer::load(&files.dir, cfg.max_len))?;
     let data = cluster.agree(load_data(cfg, &tokenizer))?;
+    // From here on, the columns are the ones read: run_config.json and the
+    // model record name them, so `evaluate` and `predict` read the same.
+    let cfg = &TrainConfig {
+        text_column: Some(data.train_split.text_column.clone()),
+        label_column: data.train_split.label_column.clone(),
+        ..cfg.clone()
+    };
 
     let eval_every = cfg.eval_every.unwrap_or(data.batches_per_epoch / 2).max(1) as u64;
     let mut total = (data.batches_per_epoch * cfg.epochs) as u64;
@@ -374,6 +399,10 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         train_rows: data.train.len(),
         valid_rows: data.valid.len(),
         test_rows: data.test.as_ref().map(|t| t.0.len()),
+        files: data.files.to_vec(),
+        test_unlabelled: data.unlabelled_test.is_some(),
+        text_column: data.train_split.text_column.clone(),
+        label_column: data.train_split.label_column.clone().unwrap_or_default(),
         split_by: data.split_by.clone(),
         skipped_rows: data.skipped.clone(),
         max_len: cfg.max_len,
@@ -484,9 +513,15 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let (test_set, test_file, test_name, missing) = match &data.test {
         Some((set, path, name)) => (set, path.clone(), name.as_str(), None),
         None => {
-            let missing = match &data.split_by {
-                Some(_) => "test split (--split ...,0)".to_string(),
-                None => cfg.source.join("test.csv").display().to_string(),
+            let missing = match (&data.split_by, &data.unlabelled_test) {
+                (Some(_), _) => "test split (--split ...,0)".to_string(),
+                (None, Some(path)) => format!(
+                    "labels in {} (it has no label column; classify it with `bert-classifier predict -m {} --csv {}`)",
+                    path.display(),
+                    cfg.output.display(),
+                    path.display()
+                ),
+                (None, None) => cfg.source.join("test.csv").display().to_string(),
             };
             (&data.valid, data.valid_path.clone(), data.valid_name.as_str(), Some(missing))
         }
@@ -551,6 +586,10 @@ struct Data {
     valid_name: String,
     /// The test set, its file and its name for the log.
     test: Option<(Encoded, PathBuf, String)>,
+    /// A test file without labels (as Kaggle's and GLUE's are): not scored.
+    unlabelled_test: Option<PathBuf>,
+    /// The train, valid and test files' names, for the log.
+    files: [String; 3],
     /// How a single source file was split, for the log.
     split_by: Option<String>,
     labels: Labels,
@@ -560,52 +599,45 @@ struct Data {
     mean_tokens: f64,
 }
 
-/// A test file, read with `read`. An unlabelled one (as Kaggle's are) cannot
-/// be scored; the error says what to do with it. Its header is looked at
-/// again only when reading failed.
-fn read_test(cfg: &TrainConfig, path: &Path, read: &impl Fn(&Path) -> Result<Split>) -> Result<Split> {
-    read(path).map_err(|e| {
-        if data::has_column(path, &cfg.label_column) == Some(false) {
-            crate::cli::usage(format!(
-                "{} has no '{}' column to score the model on: label it (--label-column names the column), or move it out of {} and classify it after training with `bert-classifier predict -m {} --csv FILE`",
-                path.display(),
-                cfg.label_column,
-                cfg.source.display(),
-                cfg.output.display()
-            ))
-        } else {
-            e
-        }
-    })
-}
-
 fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if cfg.epochs == 0 || cfg.batch_size == 0 {
         bail_usage!("--epochs and --batch-size must be at least 1");
     }
-    let read = |p: &Path| data::read_labelled(p, &cfg.text_column, &cfg.label_column, cfg.skip_bad_rows);
-    let (train_split, valid_split, test_split, split_by) = match Source::find(&cfg.source)? {
+    let read = |p: &Path, text: &Column, label: &Column| data::read_labelled(p, text, label, cfg.skip_bad_rows);
+    let (text, label) = (Column::from_flag(cfg.text_column.clone()), Column::from_flag(cfg.label_column.clone()));
+    let mut unlabelled_test = None;
+    let (train_split, valid_split, test_split, split_by, files) = match Source::find(&cfg.source)? {
         Source::Dir { .. } if cfg.split.is_some() => bail_usage!(
             "--split divides a single file given as -s FILE; {} is a directory with its own train.csv and valid.csv",
             cfg.source.display()
         ),
         Source::Dir { train, valid, test } => {
-            let train = read(&train)?;
-            let valid = read(&valid)?;
-            let test = match test.as_deref() {
-                Some(p) => Some(read_test(cfg, p, &read)?),
+            let train = read(&train, &text, &label)?;
+            // The other files are read by the columns the training file had.
+            let text = Column::Named(train.text_column.clone());
+            let label = train.label_column.clone().map_or(label, Column::Named);
+            let valid = read(&valid, &text, &label)?;
+            let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
+            let test = match test {
+                Some(p) if data::has_label_column(&p, &label) == Some(false) => {
+                    unlabelled_test = Some(p);
+                    None
+                }
+                Some(p) => Some(read(&p, &text, &label)?),
                 None => None,
             };
-            (train, valid, test, None)
+            let files = [train.name.clone(), valid.name.clone(), test_name];
+            (train, valid, test, None, files)
         }
         Source::File(path) => {
             let shares = cfg.split.unwrap_or_default();
-            let all = read(&path)?;
+            let all = read(&path, &text, &label)?;
             if all.is_empty() {
                 bail_usage!("{} has no rows to train on", path.display());
             }
             let (train, valid, test) = source::split_by_class(&all, shares, cfg.seed)?;
-            (train, valid, test, Some(format!("{} split {shares} by class (seed {})", all.name, cfg.seed)))
+            let how = format!("{} split {shares} by class (seed {})", all.name, cfg.seed);
+            (train, valid, test, Some(how), ["train", "valid", "test"].map(str::to_string))
         }
     };
     if train_split.is_empty() {
@@ -617,7 +649,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     }
     let encode = |s: &Split| -> Result<Encoded> {
         let texts: Vec<&str> = s.texts.iter().map(String::as_str).collect();
-        Ok(Encoded { ids: tokenizer.encode(&texts)?, labels: labels.ids(s, "train.csv")? })
+        Ok(Encoded { ids: tokenizer.encode(&texts)?, labels: labels.ids(s, &train_split.name)? })
     };
     let train = encode(&train_split)?;
     let valid = encode(&valid_split)?;
@@ -651,6 +683,8 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         train,
         valid,
         test,
+        unlabelled_test,
+        files,
         labels,
         skipped,
     })
