@@ -216,7 +216,23 @@ fn predict_and_export_agree_with_transformers() {
 /// none of `absent`; predictions, the training directory and its export all
 /// give transformers' logits, as its `class`.
 fn tiny_model_fine_tunes_and_exports(name: &str, class: &str, new: &str, names: &[&str], absent: &[&str]) {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}-tiny"));
+    fine_tunes_and_exports(&tiny(name), class, new, names, absent);
+}
+
+fn tiny(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(format!("{name}-tiny"))
+}
+
+/// [`tiny_model_fine_tunes_and_exports`] on the model directory `model`;
+/// returns the directory with the training output (`out`) and its export
+/// (`hf`), and the training run.
+fn fine_tunes_and_exports(
+    model: &Path,
+    class: &str,
+    new: &str,
+    names: &[&str],
+    absent: &[&str],
+) -> (tempfile::TempDir, Run) {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("out"));
     make_data(&data, 32, 16, None);
@@ -239,6 +255,7 @@ fn tiny_model_fine_tunes_and_exports(name: &str, class: &str, new: &str, names: 
     run(BIN, &["export", "-m", o, "-o", hf.to_str().unwrap()], 120).ok();
     assert_eq!(json(&hf.join("config.json"))["architectures"][0], class);
     transformers_logits_match(&hf, &pred, class);
+    (dir, r)
 }
 
 #[test]
@@ -251,6 +268,27 @@ fn a_roberta_checkpoint_fine_tunes_and_exports_for_transformers() {
         &["roberta.encoder.layer.1.output.LayerNorm.weight", "classifier.dense.weight", "classifier.out_proj.weight"],
         &["bert.", "pooler"],
     );
+}
+
+#[test]
+fn a_roberta_checkpoint_with_the_slow_tokenizers_files_fine_tunes_and_exports() {
+    // vocab.json and merges.txt, no tokenizer.json: the output and the export
+    // carry those files, and transformers tokenizes them as we do.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("roberta-slow");
+    common::with_slow_roberta_tokenizer(&tiny("roberta"), &model, true);
+    let (out, r) = fine_tunes_and_exports(
+        &model,
+        "RobertaForSequenceClassification",
+        "classifier.out_proj.bias, classifier.out_proj.weight",
+        &["classifier.out_proj.weight"],
+        &["bert."],
+    );
+    assert!(r.stdout.contains("vocab.json + merges.txt; new: "), "{}", r.stdout);
+    for f in ["out/vocab.json", "out/merges.txt", "hf/vocab.json", "hf/merges.txt"] {
+        assert!(out.path().join(f).is_file(), "{f}");
+    }
+    assert!(!out.path().join("hf/tokenizer.json").exists());
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! tiny RoBERTa, from reference values that `tests/reference/make_bert_reference.py`
 //! and `make_roberta_reference.py` wrote.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -186,6 +188,47 @@ fn roberta_matches_transformers() {
     assert_eq!(report.unused, ["roberta.pooler.dense.weight"]);
     let e = Classifier::build(&config, 2, Device::Cpu, &base, "base", true).err().unwrap();
     assert!(e.to_string().contains("no classification head (classifier.out_proj.weight)"), "{e}");
+}
+
+/// A RoBERTa checkpoint that ships the slow tokenizer's `vocab.json` and
+/// `merges.txt` and no `tokenizer.json` (many Hub fine-tunes do): the tiny
+/// RoBERTa's vocabulary and merges in that format must give transformers' ids
+/// (which its `tokenizer.json` gives).
+#[test]
+fn roberta_from_vocab_json_and_merges_txt_gives_transformers_ids() {
+    let r = reference_file("roberta_reference.json");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/roberta-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    common::with_slow_roberta_tokenizer(&tiny, dir.path(), false);
+    let max_len = r["max_len"].as_u64().unwrap() as usize;
+    let t = texts(&r);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let unpadded: Vec<Vec<u32>> = ids(&r["input_ids"])
+        .into_iter()
+        .zip(ids(&r["attention_mask"]))
+        .map(|(row, mask)| row.into_iter().zip(mask).filter(|(_, m)| *m == 1).map(|(i, _)| i).collect())
+        .collect();
+    // Without tokenizer_config.json (RoBERTa's special tokens are the
+    // defaults), and with the checkpoint's.
+    for config in [false, true] {
+        if config {
+            std::fs::copy(tiny.join("tokenizer_config.json"), dir.path().join("tokenizer_config.json")).unwrap();
+        }
+        let slow = TextTokenizer::load(dir.path(), max_len).unwrap();
+        assert_eq!(slow.source, "vocab.json + merges.txt");
+        assert_eq!(slow.pad_id, 1);
+        assert_eq!(slow.encode(&refs).unwrap(), unpadded, "tokenizer_config.json: {config}");
+    }
+    // The same ids as tokenizer.json on what byte-level BPE finds hard:
+    // runs of spaces, tabs and line breaks, emoji, a special token in the text.
+    let hard = ["  two  spaces\tand a tab\nand a line", "emoji 🎉🎉 and ZWJ 👩‍💻", "a <mask> inside", "x"];
+    let slow = TextTokenizer::load(dir.path(), max_len).unwrap();
+    let json = TextTokenizer::load(&tiny, max_len).unwrap();
+    assert_eq!(slow.encode(&hard).unwrap(), json.encode(&hard).unwrap());
+    // Merges without their vocabulary say which files are wrong.
+    std::fs::write(dir.path().join("vocab.json"), "{\"a\": 0}").unwrap();
+    let e = TextTokenizer::load(dir.path(), max_len).err().unwrap().to_string();
+    assert!(e.contains("vocab.json and") && e.contains("merges.txt are not a BPE vocabulary"), "{e}");
 }
 
 #[test]

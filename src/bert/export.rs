@@ -83,9 +83,10 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
             written.push(dst);
         }
     }
-    if !written.iter().any(|p| p.ends_with("tokenizer.json") || p.ends_with("vocab.txt")) {
+    let has = |name: &str| written.iter().any(|p| p.ends_with(name));
+    if !(has("tokenizer.json") || has("vocab.txt") || has("vocab.json") && has("merges.txt")) {
         bail_usage!(
-            "{} has no tokenizer files (tokenizer.json or vocab.txt) to export with the model",
+            "{} has no tokenizer files (tokenizer.json, vocab.txt, or vocab.json with merges.txt) to export with the model",
             files.dir.display()
         );
     }

@@ -1,7 +1,10 @@
 //! Text to token ids with the `tokenizers` crate, as `transformers`' fast BERT
 //! tokenizer does: the checkpoint's `tokenizer.json`, or, for checkpoints that
 //! ship only `vocab.txt`, a WordPiece tokenizer built like `BertTokenizerFast`
-//! (BERT normaliser, BERT pre-tokeniser, `[CLS] text [SEP]`).
+//! (BERT normaliser, BERT pre-tokeniser, `[CLS] text [SEP]`), or, for
+//! RoBERTa-family checkpoints that ship only `vocab.json` and `merges.txt`
+//! (the slow `RobertaTokenizer`'s files), a byte-level BPE built like
+//! `RobertaTokenizerFast` (`<s> text </s>`).
 //!
 //! Lower-casing follows the checkpoint: `do_lower_case` (and `strip_accents`,
 //! `tokenize_chinese_chars`) from `tokenizer_config.json` override what
@@ -13,10 +16,13 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use serde_json::Value;
+use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
+use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::bail_usage;
@@ -25,7 +31,7 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     pub max_len: usize,
     pub pad_id: i64,
-    /// `tokenizer.json` or `vocab.txt`, for the log.
+    /// `tokenizer.json`, `vocab.txt` or `vocab.json + merges.txt`, for the log.
     pub source: &'static str,
     pub lowercase: bool,
 }
@@ -35,6 +41,7 @@ struct TokenizerConfig {
     do_lower_case: Option<bool>,
     strip_accents: Option<bool>,
     tokenize_chinese_chars: Option<bool>,
+    add_prefix_space: Option<bool>,
     cls: String,
     sep: String,
     pad: String,
@@ -55,8 +62,13 @@ fn token_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The special tokens a vocabulary names when its configuration names none:
+/// cls, sep, pad, unk and mask.
+const WORDPIECE_SPECIALS: [&str; 5] = ["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"];
+const BPE_SPECIALS: [&str; 5] = ["<s>", "</s>", "<pad>", "<unk>", "<mask>"];
+
 impl TokenizerConfig {
-    fn read(dir: &Path) -> TokenizerConfig {
+    fn read(dir: &Path, defaults: [&str; 5]) -> TokenizerConfig {
         let cfg = read_json(&dir.join("tokenizer_config.json")).unwrap_or(Value::Null);
         let map = read_json(&dir.join("special_tokens_map.json")).unwrap_or(Value::Null);
         let special = |key: &str, default: &str| {
@@ -66,11 +78,12 @@ impl TokenizerConfig {
             do_lower_case: cfg.get("do_lower_case").and_then(Value::as_bool),
             strip_accents: cfg.get("strip_accents").and_then(Value::as_bool),
             tokenize_chinese_chars: cfg.get("tokenize_chinese_chars").and_then(Value::as_bool),
-            cls: special("cls_token", "[CLS]"),
-            sep: special("sep_token", "[SEP]"),
-            pad: special("pad_token", "[PAD]"),
-            unk: special("unk_token", "[UNK]"),
-            mask: special("mask_token", "[MASK]"),
+            add_prefix_space: cfg.get("add_prefix_space").and_then(Value::as_bool),
+            cls: special("cls_token", defaults[0]),
+            sep: special("sep_token", defaults[1]),
+            pad: special("pad_token", defaults[2]),
+            unk: special("unk_token", defaults[3]),
+            mask: special("mask_token", defaults[4]),
         }
     }
 }
@@ -81,17 +94,27 @@ impl TextTokenizer {
         if max_len < 2 {
             bail_usage!("--max-len {max_len}: needs room for [CLS] and [SEP], so at least 2");
         }
-        let cfg = TokenizerConfig::read(dir);
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
-        let (mut inner, source, lowercase) = if json.is_file() {
+        let (bpe_vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let (cfg, mut inner, source, lowercase) = if json.is_file() {
+            let cfg = TokenizerConfig::read(dir, WORDPIECE_SPECIALS);
             let (t, lower) = from_tokenizer_json(&json, &cfg)?;
-            (t, "tokenizer.json", lower)
+            (cfg, t, "tokenizer.json", lower)
         } else if vocab.is_file() {
+            let cfg = TokenizerConfig::read(dir, WORDPIECE_SPECIALS);
             let lower = cfg.do_lower_case.unwrap_or(true);
-            (from_vocab(&vocab, &cfg, lower)?, "vocab.txt", lower)
+            let t = from_vocab(&vocab, &cfg, lower)?;
+            (cfg, t, "vocab.txt", lower)
+        } else if bpe_vocab.is_file() && merges.is_file() {
+            let cfg = TokenizerConfig::read(dir, BPE_SPECIALS);
+            let t = from_bpe(&bpe_vocab, &merges, &cfg)?;
+            (cfg, t, "vocab.json + merges.txt", false)
         } else {
-            bail_usage!("{} has neither tokenizer.json nor vocab.txt: no tokenizer to read texts with", dir.display());
+            bail_usage!(
+                "{} has no tokenizer to read texts with: neither tokenizer.json, nor vocab.txt, nor vocab.json with merges.txt",
+                dir.display()
+            );
         };
         inner
             .with_truncation(Some(TruncationParams {
@@ -151,6 +174,46 @@ fn from_tokenizer_json(path: &Path, cfg: &TokenizerConfig) -> Result<(Tokenizer,
     }
 }
 
+/// A byte-level BPE from `vocab.json` and `merges.txt`, built as
+/// `RobertaTokenizerFast` builds one from the slow tokenizer's files: no
+/// normaliser, GPT-2's byte-level pre-tokeniser (a space before the first
+/// word only where `add_prefix_space` says), `<s> text </s>`.
+fn from_bpe(vocab: &Path, merges: &Path, cfg: &TokenizerConfig) -> Result<Tokenizer> {
+    let (v, m) = (vocab.to_string_lossy().into_owned(), merges.to_string_lossy().into_owned());
+    let bpe = match BPE::from_file(&v, &m).build() {
+        Ok(b) => b,
+        Err(e) => {
+            bail_usage!("{} and {} are not a BPE vocabulary and its merges ({e})", vocab.display(), merges.display())
+        }
+    };
+    let mut t = Tokenizer::new(bpe);
+    let id = |tok: &str| -> Result<u32> {
+        t.token_to_id(tok).ok_or_else(|| crate::cli::usage(format!("{} lacks the token {tok}", vocab.display())))
+    };
+    let (cls, sep) = (id(&cfg.cls)?, id(&cfg.sep)?);
+    let prefix_space = cfg.add_prefix_space.unwrap_or(false);
+    t.with_pre_tokenizer(Some(ByteLevel::new(prefix_space, true, true)));
+    t.with_post_processor(Some(
+        RobertaProcessing::new((cfg.sep.clone(), sep), (cfg.cls.clone(), cls))
+            .trim_offsets(true)
+            .add_prefix_space(prefix_space),
+    ));
+    t.with_decoder(Some(ByteLevel::default()));
+    add_specials(&mut t, cfg);
+    Ok(t)
+}
+
+/// The configuration's special tokens that the vocabulary has, matched whole
+/// in texts and never split.
+fn add_specials(t: &mut Tokenizer, cfg: &TokenizerConfig) {
+    let specials: Vec<AddedToken> = [&cfg.pad, &cfg.unk, &cfg.cls, &cfg.sep, &cfg.mask]
+        .iter()
+        .filter(|s| t.token_to_id(s).is_some())
+        .map(|s| AddedToken::from((*s).clone(), true))
+        .collect();
+    t.add_special_tokens(&specials);
+}
+
 /// A WordPiece tokenizer from `vocab.txt`, built as `BertTokenizerFast` builds one.
 fn from_vocab(path: &Path, cfg: &TokenizerConfig, lowercase: bool) -> Result<Tokenizer> {
     let file = path.to_string_lossy().into_owned();
@@ -171,11 +234,6 @@ fn from_vocab(path: &Path, cfg: &TokenizerConfig, lowercase: bool) -> Result<Tok
     )));
     t.with_pre_tokenizer(Some(BertPreTokenizer));
     t.with_post_processor(Some(BertProcessing::new((cfg.sep.clone(), sep), (cfg.cls.clone(), cls))));
-    let specials: Vec<AddedToken> = [&cfg.pad, &cfg.unk, &cfg.cls, &cfg.sep, &cfg.mask]
-        .iter()
-        .filter(|s| t.token_to_id(s).is_some())
-        .map(|s| AddedToken::from((*s).clone(), true))
-        .collect();
-    t.add_special_tokens(&specials);
+    add_specials(&mut t, cfg);
     Ok(t)
 }

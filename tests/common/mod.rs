@@ -111,3 +111,33 @@ pub fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
+
+/// A copy of the RoBERTa checkpoint `from` in `to` whose tokenizer is the slow
+/// `RobertaTokenizer`'s files, `vocab.json` and `merges.txt` (as many Hub
+/// fine-tunes ship it), written from its `tokenizer.json`'s vocabulary and
+/// merges; `tokenizer.json` itself is left out, and so is
+/// `tokenizer_config.json` unless `keep_config`.
+pub fn with_slow_roberta_tokenizer(from: &Path, to: &Path, keep_config: bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let name = entry.unwrap().file_name();
+        let skip = name == "tokenizer.json" || (name == "tokenizer_config.json" && !keep_config);
+        if !skip {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+    let fast = json(&from.join("tokenizer.json"));
+    let model = &fast["model"];
+    // Newer tokenizer.json files keep a merge as a pair, older ones as "a b".
+    let merges: Vec<String> = model["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match m {
+            serde_json::Value::String(s) => s.clone(),
+            pair => format!("{} {}", pair[0].as_str().unwrap(), pair[1].as_str().unwrap()),
+        })
+        .collect();
+    std::fs::write(to.join("vocab.json"), model["vocab"].to_string()).unwrap();
+    std::fs::write(to.join("merges.txt"), format!("#version: 0.2\n{}\n", merges.join("\n"))).unwrap();
+}
