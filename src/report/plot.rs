@@ -216,22 +216,26 @@ impl LinePlot {
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 26))
             .margin(16)
+            // Room for half of the last x label, centred on the axis's end.
+            .margin_right(36)
             .x_label_area_size(56)
             .y_label_area_size(self.y_label_width())
             .build_cartesian_2d(x, y)
             .map_err(plot_err)?;
-        let x_format = |v: &f64| self.x_format.map(|f| f(*v)).unwrap_or_default();
-        let y_format = |v: &f64| self.y_format.map(|f| f(*v)).unwrap_or_default();
+        let x_format = |v: &f64| self.x_format.map_or_else(|| tidy(*v), |f| f(*v));
+        let y_format = |v: &f64| self.y_format.map_or_else(|| tidy(*v), |f| f(*v));
         let mut mesh = chart.configure_mesh();
         mesh.x_desc(&self.x_label)
             .y_desc(&self.y_label)
             .axis_desc_style(("sans-serif", 20))
             .label_style(("sans-serif", 16))
             .light_line_style(RGBColor(235, 235, 235));
-        if self.x_format.is_some() {
+        // Linear axes get tidy labels (steps as `100`, not `100.0`); log axes
+        // keep plotters' labels of their key points unless a format is given.
+        if self.x_format.is_some() || !self.log_x {
             mesh.x_label_formatter(&x_format);
         }
-        if self.y_format.is_some() {
+        if self.y_format.is_some() || !self.log_y {
             mesh.y_label_formatter(&y_format);
         }
         mesh.draw().map_err(plot_err)?;
@@ -458,6 +462,21 @@ fn decades(range: &Range<f64>, multipliers: &[f64]) -> Vec<f64> {
     out
 }
 
+/// A linear axis's tick label: whole numbers without decimals (`100`, not
+/// `100.0`), others with as many as they need (`0.25`, not `0.25000001`).
+fn tidy(v: f64) -> String {
+    if v == v.round() && v.abs() < 1e15 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "0" || s == "-0" {
+        format!("{v:.1e}")
+    } else {
+        s.to_string()
+    }
+}
+
 /// The data's range with a margin (multiplicative on log axes).
 fn span(values: impl Iterator<Item = f64>, log: bool) -> Range<f64> {
     let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -552,6 +571,16 @@ mod tests {
         let empty = LinePlot::new("e", "x", "y");
         assert!(LinePlot::save_stacked(&path, &[empty]).is_err());
         assert_eq!(png_size(&path), (1000, 1040), "a failed save keeps the old file");
+    }
+
+    #[test]
+    fn linear_tick_labels_are_tidy() {
+        assert_eq!(tidy(100.0), "100");
+        assert_eq!(tidy(-5.0), "-5");
+        assert_eq!(tidy(0.0), "0");
+        assert_eq!(tidy(0.25), "0.25");
+        assert_eq!(tidy(0.1 + 0.2), "0.3");
+        assert_eq!(tidy(2.5e-7), "2.5e-7");
     }
 
     #[test]
