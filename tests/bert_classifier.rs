@@ -439,18 +439,29 @@ fn a_glue_style_directory_of_tsv_files_trains_with_no_column_flags() {
         "{log}"
     );
     let test = data.join("test.tsv");
+    let predictions = out.join("test_predictions.csv");
     assert!(
         log.contains(&format!(
-            "No labels in {} (it has no label column; classify it with `bert-classifier predict -m {o} --csv {}`): evaluating the model on {} instead (16 rows)",
+            "No labels in {} (it has no label column; its predictions go to {}): evaluating the model on {} instead (16 rows)",
             test.display(),
-            test.display(),
+            predictions.display(),
             data.join("dev.tsv").display()
         )),
         "{log}"
     );
+    assert!(log.contains("test_predictions.csv, "), "the Wrote line names it: {log}");
     let results = json(&out.join("results.json"));
     assert!(results["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{}", results["test"]);
     assert_eq!(json(&out.join("run_config.json"))["text_column"], "sentence");
+    // The unlabelled rows, classified: GLUE's index, the class, its probability.
+    let csv = std::fs::read_to_string(&predictions).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["index", "label", "probability"]);
+    assert_eq!(rows.len(), 11, "{csv}");
+    let right =
+        rows[1..].iter().enumerate().filter(|(i, r)| r[0] == i.to_string() && r[1] == (i % 2).to_string()).count();
+    assert!(right >= 9, "{right} of 10 right: {csv}");
+    assert!(rows[1..].iter().all(|r| r[2].parse::<f64>().is_ok_and(|p| (0.5..=1.0).contains(&p))), "{csv}");
     // The texts were read whole: the opening quote is part of the text.
     let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "--csv", test.to_str().unwrap()], 120).ok();
     assert_eq!(r.stdout.lines().count(), 10, "{}", r.stdout);

@@ -46,6 +46,9 @@ pub struct Split {
     pub labels: Vec<String>,
     /// The line each row starts on (1-based, the header is line 1).
     pub lines: Vec<u64>,
+    /// Each row's place among the file's records (0-based, skipped rows
+    /// counted): the index pandas and GLUE give it.
+    pub records: Vec<u64>,
     pub skipped: Vec<u64>,
     /// The header names of the columns read (text, and label when one was).
     pub text_column: String,
@@ -268,7 +271,7 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
     };
     let mut record = csv::ByteRecord::new();
     let mut lines = LineCounter::default();
-    loop {
+    for record_index in 0u64.. {
         let line = rdr.position().line();
         let problem = match rdr.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -286,6 +289,7 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
                     split.labels.push(l);
                 }
                 split.lines.push(line);
+                split.records.push(record_index);
             }
             Err(why) if skip_bad => {
                 let _ = why;
@@ -658,6 +662,7 @@ mod tests {
         let s = read_csv(&p, &cols(), true).unwrap();
         assert_eq!(s.skipped, vec![3, 4]);
         assert_eq!(s.texts, vec!["win now", "fine"]);
+        assert_eq!(s.records, vec![0, 3], "skipped rows keep their places");
         let labels = Labels::from_split(&s).unwrap();
         assert_eq!(labels.names, vec!["ham", "spam"]);
         let e = read_csv(&p, &Columns { text: named("body"), label: None }, false).unwrap_err();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::predict::{EvaluateRun, PredictRun};
-use super::train::{Event, Sink, Started, TrainRun};
+use super::train::{Event, Sink, Started, TestPredictions, TrainRun, TEST_PREDICTIONS_FILE};
 use crate::report::plot::{Heatmap, LinePlot, Series};
 use crate::report::{write_atomic, write_json, Progress};
 use crate::train::metrics::ConfusionMatrix;
@@ -215,10 +215,42 @@ pub fn write_train_outputs(run: &TrainRun, out: &Path) -> Result<Vec<PathBuf>> {
     let p = out.join("classification_report.txt");
     write_atomic(&p, |w| Ok(w.write_all(run.report_text.as_bytes())?))?;
     written.push(p);
+    if let Some(t) = &run.test_predictions {
+        let p = out.join(TEST_PREDICTIONS_FILE);
+        let st = &run.started;
+        let bytes = if st.label_values.is_empty() {
+            test_predictions_csv(t, &st.labels, None)?
+        } else {
+            test_predictions_csv(t, &st.label_values, Some(&st.labels))?
+        };
+        write_atomic(&p, |w| Ok(w.write_all(&bytes)?))?;
+        written.push(p);
+    }
     let p = out.join("results.json");
     write_json(&p, run)?;
     written.push(p);
     Ok(written)
+}
+
+/// `index,label,probability`: each row's index among the test file's records
+/// (as pandas and GLUE number them) and its class as the training file wrote
+/// it (`values`), with a `name` column too where `--class-names` named the
+/// classes.
+fn test_predictions_csv(t: &TestPredictions, values: &[String], names: Option<&[String]>) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["index", "label", "probability"];
+    if names.is_some() {
+        header.insert(2, "name");
+    }
+    w.write_record(&header)?;
+    for (index, &(class, p)) in t.index.iter().zip(&t.predicted) {
+        let mut row = vec![index.to_string(), values[class].clone(), format!("{p:.4}")];
+        if let Some(names) = names {
+            row.insert(2, names[class].clone());
+        }
+        w.write_record(&row)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub fn confusion_heatmap(cm: &ConfusionMatrix, labels: &[String]) -> Heatmap {
@@ -290,6 +322,18 @@ pub fn write_evaluate_outputs(run: &EvaluateRun, out: &Path) -> Result<Vec<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_predictions_name_rows_by_index_and_classes_by_value() {
+        let t = TestPredictions { index: vec![0, 2], predicted: vec![(1, 0.98766), (0, 0.5)] };
+        let values = ["0".to_string(), "1, maybe".to_string()];
+        let csv = String::from_utf8(test_predictions_csv(&t, &values, None).unwrap()).unwrap();
+        assert_eq!(csv, "index,label,probability\n0,\"1, maybe\",0.9877\n2,0,0.5000\n");
+        let names = ["REAL".to_string(), "FAKE".to_string()];
+        let csv = String::from_utf8(test_predictions_csv(&t, &values, Some(&names)).unwrap()).unwrap();
+        assert_eq!(csv.lines().next(), Some("index,label,name,probability"));
+        assert_eq!(csv.lines().nth(2), Some("2,0,REAL,0.5000"));
+    }
 
     #[test]
     fn long_texts_are_cut_on_one_line() {

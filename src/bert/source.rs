@@ -143,6 +143,7 @@ pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, 
             texts: rows.iter().map(|&i| all.texts[i].clone()).collect(),
             labels: rows.iter().map(|&i| all.labels[i].clone()).collect(),
             lines: rows.iter().map(|&i| all.lines[i]).collect(),
+            records: rows.iter().map(|&i| all.records[i]).collect(),
             skipped: Vec::new(),
             text_column: all.text_column.clone(),
             label_column: all.label_column.clone(),
@@ -166,6 +167,7 @@ mod tests {
             texts: (0..labels.len()).map(|i| format!("text {i}")).collect(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             lines: (2..labels.len() as u64 + 2).collect(),
+            records: (0..labels.len() as u64).collect(),
             skipped: vec![7],
             ..Default::default()
         }

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 use super::config::BertConfig;
-use super::data::{self, Column, Encoded, Labels, Split};
+use super::data::{self, Column, Columns, Encoded, Labels, Split};
 use super::dropout::{Dropout, DropoutKeys};
 use super::hub::{self, ModelFiles};
 use super::model::{self, Pass};
@@ -42,6 +42,8 @@ use crate::train::{Adam, DataParallel, Optimizer, Params, Precision, SparseRows,
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// An unlabelled test file's predicted classes, in `-o`.
+pub const TEST_PREDICTIONS_FILE: &str = "test_predictions.csv";
 /// Tokenizer files copied beside the model, so the output directory is a
 /// complete Hugging Face checkpoint (`vocab.json` and `merges.txt`: RoBERTa's
 /// slow tokenizer).
@@ -271,6 +273,28 @@ pub struct TrainRun {
     pub test: Evaluation,
     pub report: ClassificationReport,
     pub report_text: String,
+    /// The classes of an unlabelled test file's rows, written beside the
+    /// record as a CSV file (not into it: a test set may be large).
+    #[serde(skip)]
+    pub test_predictions: Option<TestPredictions>,
+}
+
+/// An unlabelled test file's rows classified by the best model.
+#[derive(Clone, Debug)]
+pub struct TestPredictions {
+    /// Each row's index among the file's records (see [`Split::records`]).
+    pub index: Vec<u64>,
+    /// Class id and its probability, per row.
+    pub predicted: Vec<(usize, f32)>,
+}
+
+impl TestPredictions {
+    fn new(split: &Split, logits: &[Vec<f32>]) -> TestPredictions {
+        TestPredictions {
+            index: split.records.clone(),
+            predicted: logits.iter().map(|l| predict::argmax(&predict::softmax(l))).collect(),
+        }
+    }
 }
 
 /// How a run ended.
@@ -515,11 +539,10 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         None => {
             let missing = match (&data.split_by, &data.unlabelled_test) {
                 (Some(_), _) => "test split (--split ...,0)".to_string(),
-                (None, Some(path)) => format!(
-                    "labels in {} (it has no label column; classify it with `bert-classifier predict -m {} --csv {}`)",
-                    path.display(),
-                    cfg.output.display(),
-                    path.display()
+                (None, Some(u)) => format!(
+                    "labels in {} (it has no label column; its predictions go to {})",
+                    u.split.path.display(),
+                    cfg.output.join(TEST_PREDICTIONS_FILE).display()
                 ),
                 (None, None) => cfg.source.join("test.csv").display().to_string(),
             };
@@ -530,6 +553,13 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     cluster.barrier();
     let t0 = cluster.wtime();
     let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+    let test_predictions = match &data.unlabelled_test {
+        Some(u) => {
+            let logits = predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+            Some(TestPredictions::new(&u.split, &logits))
+        }
+        None => None,
+    };
     dev.synchronize();
     let test_seconds = cluster.max_f64(cluster.wtime() - t0);
     if !cluster.is_root() {
@@ -559,6 +589,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         test,
         report,
         report_text,
+        test_predictions,
     }))))
 }
 
@@ -576,6 +607,12 @@ fn resolve_model_once(cluster: &Cluster, model: Option<&str>) -> Result<ModelFil
     cluster.agree(files)
 }
 
+/// A test file without labels, tokenised.
+struct Unlabelled {
+    split: Split,
+    ids: Vec<Vec<u32>>,
+}
+
 /// The splits, tokenised, with what the log says about them.
 struct Data {
     train_split: Split,
@@ -586,8 +623,9 @@ struct Data {
     valid_name: String,
     /// The test set, its file and its name for the log.
     test: Option<(Encoded, PathBuf, String)>,
-    /// A test file without labels (as Kaggle's and GLUE's are): not scored.
-    unlabelled_test: Option<PathBuf>,
+    /// A test file without labels (as Kaggle's and GLUE's are): not scored,
+    /// but classified.
+    unlabelled_test: Option<Unlabelled>,
     /// The train, valid and test files' names, for the log.
     files: [String; 3],
     /// How a single source file was split, for the log.
@@ -620,7 +658,12 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
                 Some(p) if data::has_label_column(&p, &label) == Some(false) => {
-                    unlabelled_test = Some(p);
+                    // Read now, so a bad row stops the run before training, not after.
+                    let cols = Columns { text: text.clone(), label: None };
+                    let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    let texts: Vec<&str> = split.texts.iter().map(String::as_str).collect();
+                    unlabelled_test = Some(Unlabelled { ids: tokenizer.encode(&texts)?, split });
                     None
                 }
                 Some(p) => Some(read(&p, &text, &label)?),
