@@ -252,8 +252,7 @@ fn timed<T>(cluster: &Cluster, dev: &crate::device::Device, work: impl FnOnce() 
 pub fn predict(cluster: &Cluster, cfg: &PredictConfig, texts: Vec<String>) -> Result<Option<PredictRun>> {
     let dev = placement(cluster, cfg)?;
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let ids = loaded.tokenizer.encode(&refs)?;
+    let ids = loaded.tokenizer.encode(&texts)?;
     let (logits, seconds) = timed(cluster, &dev, || {
         logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
     })?;
@@ -323,8 +322,7 @@ pub fn evaluate_file(
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
     let split: Split = cluster.agree(data::read_csv(file, cols, skip_bad))?;
     let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
-    let texts: Vec<&str> = split.texts.iter().map(String::as_str).collect();
-    let set = Encoded { ids: loaded.tokenizer.encode(&texts)?, labels: label_ids };
+    let set = Encoded { ids: loaded.tokenizer.encode(&split.texts)?, labels: label_ids };
     let (ev, seconds) = timed(cluster, &dev, || {
         evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
     })?;

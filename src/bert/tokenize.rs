@@ -131,8 +131,9 @@ impl TextTokenizer {
     }
 
     /// Token ids of each text, `[CLS]` ... `[SEP]`, at most `max_len` of them.
-    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let enc = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| anyhow!("tokenizing: {e}"))?;
+    pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+        let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        let enc = self.inner.encode_batch(texts, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
         Ok(enc.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
@@ -187,10 +188,7 @@ fn from_bpe(vocab: &Path, merges: &Path, cfg: &TokenizerConfig) -> Result<Tokeni
         }
     };
     let mut t = Tokenizer::new(bpe);
-    let id = |tok: &str| -> Result<u32> {
-        t.token_to_id(tok).ok_or_else(|| crate::cli::usage(format!("{} lacks the token {tok}", vocab.display())))
-    };
-    let (cls, sep) = (id(&cfg.cls)?, id(&cfg.sep)?);
+    let (cls, sep) = cls_sep_ids(&t, cfg, vocab)?;
     let prefix_space = cfg.add_prefix_space.unwrap_or(false);
     t.with_pre_tokenizer(Some(ByteLevel::new(prefix_space, true, true)));
     t.with_post_processor(Some(
@@ -201,6 +199,15 @@ fn from_bpe(vocab: &Path, merges: &Path, cfg: &TokenizerConfig) -> Result<Tokeni
     t.with_decoder(Some(ByteLevel::default()));
     add_specials(&mut t, cfg);
     Ok(t)
+}
+
+/// The ids of the configuration's `[CLS]` and `[SEP]` (or `<s>` and `</s>`)
+/// in the vocabulary read from `vocab`, which must have them.
+fn cls_sep_ids(t: &Tokenizer, cfg: &TokenizerConfig, vocab: &Path) -> Result<(u32, u32)> {
+    let id = |tok: &str| -> Result<u32> {
+        t.token_to_id(tok).ok_or_else(|| crate::cli::usage(format!("{} lacks the token {tok}", vocab.display())))
+    };
+    Ok((id(&cfg.cls)?, id(&cfg.sep)?))
 }
 
 /// The configuration's special tokens that the vocabulary has, matched whole
@@ -222,10 +229,7 @@ fn from_vocab(path: &Path, cfg: &TokenizerConfig, lowercase: bool) -> Result<Tok
         Err(e) => bail_usage!("{} is not a WordPiece vocabulary ({e})", path.display()),
     };
     let mut t = Tokenizer::new(wp);
-    let id = |tok: &str| -> Result<u32> {
-        t.token_to_id(tok).ok_or_else(|| crate::cli::usage(format!("{} lacks the token {tok}", path.display())))
-    };
-    let (cls, sep) = (id(&cfg.cls)?, id(&cfg.sep)?);
+    let (cls, sep) = cls_sep_ids(&t, cfg, path)?;
     t.with_normalizer(Some(BertNormalizer::new(
         true,
         cfg.tokenize_chinese_chars.unwrap_or(true),

@@ -662,8 +662,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
                     let cols = Columns { text: text.clone(), label: None };
                     let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    let texts: Vec<&str> = split.texts.iter().map(String::as_str).collect();
-                    unlabelled_test = Some(Unlabelled { ids: tokenizer.encode(&texts)?, split });
+                    unlabelled_test = Some(Unlabelled { ids: tokenizer.encode(&split.texts)?, split });
                     None
                 }
                 Some(p) => Some(read(&p, &text, &label)?),
@@ -691,8 +690,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         bail_usage!("{} has no rows to validate on", valid_split.path.display());
     }
     let encode = |s: &Split| -> Result<Encoded> {
-        let texts: Vec<&str> = s.texts.iter().map(String::as_str).collect();
-        Ok(Encoded { ids: tokenizer.encode(&texts)?, labels: labels.ids(s, &train_split.name)? })
+        Ok(Encoded { ids: tokenizer.encode(&s.texts)?, labels: labels.ids(s, &train_split.name)? })
     };
     let train = encode(&train_split)?;
     let valid = encode(&valid_split)?;
