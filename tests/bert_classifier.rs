@@ -472,6 +472,72 @@ fn a_glue_style_directory_of_tsv_files_trains_with_no_column_flags() {
     assert!(r.stdout.contains("(16 rows)") && r.stdout.contains("Accuracy: "), "{}", r.stdout);
 }
 
+/// Files as other data sets ship them, with no column flags: AG News'
+/// (no header row; class index, title, description) and Kaggle's spam.csv
+/// (`v1`, `v2` and three empty columns, Windows-1252, CRLF). The columns are
+/// found by their contents, every row is read, and `evaluate` and `predict`
+/// read the files the way training did.
+#[test]
+fn files_without_usual_column_names_or_a_header_row_train_with_no_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let ag = dir.path().join("ag");
+    std::fs::create_dir_all(&ag).unwrap();
+    let write = |name: &str, n: usize, seed: u64| {
+        let (ham, spam) = (sentences(&HAM, n, seed), sentences(&SPAM, n, seed + 100));
+        let rows: String = (0..n)
+            .map(|i| {
+                let (class, t) = if i % 2 == 0 { (1, &ham[i]) } else { (2, &spam[i]) };
+                format!("\"{class}\",\"Title {i}\",\"{t}, as the agency reported\"\n")
+            })
+            .collect();
+        std::fs::write(ag.join(name), rows).unwrap();
+    };
+    write("train.csv", 48, 1);
+    write("valid.csv", 16, 2);
+    write("test.csv", 10, 3);
+    let out = dir.path().join("out-ag");
+    let (d, o) = (ag.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "2", "--lr", "1e-4"]), 300).ok();
+    assert!(
+        r.stdout.contains("Data: train.csv 48, valid.csv 16, test.csv 10 rows; text column 'column 3', label column 'column 1' (no header row: columns numbered from 1; found by their contents: the label holds 2 classes, the text the longest values;"),
+        "{}",
+        r.stdout
+    );
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["test"]["rows"], 10);
+    assert!(results["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{}", results["test"]);
+    let test = ag.join("test.csv");
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", test.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("(10 rows)"), "{}", r.stdout);
+    let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "--csv", test.to_str().unwrap()], 120).ok();
+    assert_eq!(r.stdout.lines().count(), 10, "{}", r.stdout);
+    assert!(r.stdout.lines().next().unwrap().contains(", as the agency reported': 1 ("), "{}", r.stdout);
+
+    // Kaggle's spam.csv, split by class.
+    let (ham, spam) = (sentences(&HAM, 40, 5), sentences(&SPAM, 40, 6));
+    let mut bytes = b"v1,v2,,,\r\n".to_vec();
+    for i in 0..80 {
+        let (label, t) = if i % 2 == 0 { ("ham", &ham[i / 2]) } else { ("spam", &spam[i / 2]) };
+        // Each text ends in a pound sign, the one Windows-1252 byte 0xa3.
+        bytes.extend_from_slice(format!("{label},\"{t} ").as_bytes());
+        bytes.push(0xa3);
+        bytes.extend_from_slice(b"\",,,\r\n");
+    }
+    let file = dir.path().join("spam.csv");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = dir.path().join("out-spam");
+    let (f, o) = (file.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", f, "-o", o, "--epochs", "2", "--lr", "1e-4"]), 300).ok();
+    assert!(
+        r.stdout.contains("train 64, valid 8, test 8 rows; text column 'v2', label column 'v1' (found by their contents: the label holds 2 classes, the text the longest values;"),
+        "{}",
+        r.stdout
+    );
+    assert!(json(&out.join("results.json"))["test"]["accuracy"].as_f64().unwrap() >= 0.9);
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", f], 120).ok();
+    assert!(r.stdout.contains("(80 rows)"), "{}", r.stdout);
+}
+
 /// Starts a training run, sends it SIGTERM once it has validated once, and
 /// returns its output after it exits.
 fn train_and_interrupt(a: &[&str]) -> (i32, String) {
@@ -638,15 +704,13 @@ fn bad_inputs_are_one_line_errors() {
     assert_one_line_error(&r, 2, "has no column 'body'");
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--label-column", "titletext"], 60);
     assert_one_line_error(&r, 2, "the text and the label would both be read from column 'titletext'");
-    let unusual = p("unusual");
-    make_data_with(&unusual, 8, 4, None, "v1,title,body,v2");
+    // No usual name, and no column whose contents are a few classes.
+    let unusual = p("unusual.csv");
+    let rows: String = (0..12).map(|i| format!("id{i},text number {i}\n")).collect();
+    std::fs::write(&unusual, format!("v1,v2\n{rows}")).unwrap();
     let r = run(BIN, &["-d", "cpu", "-s", &s(&unusual), "-o", &s(&p("o"))], 60);
-    assert_one_line_error(&r, 2, "has no text column under a usual name (titletext, text, sentence");
-    assert!(
-        r.stderr.contains("its columns: v1, title, body, v2") && r.stderr.contains("--text-column"),
-        "{}",
-        r.stderr
-    );
+    assert_one_line_error(&r, 2, "has no label column under a usual name (label, labels, class");
+    assert!(r.stderr.contains("its columns: v1, v2") && r.stderr.contains("--label-column"), "{}", r.stderr);
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "-o", &s(&p("o")), "--class-names", "ham=ok,spam"], 60);
     assert_one_line_error(&r, 2, "'spam' is not VALUE=NAME");
     let r = run(

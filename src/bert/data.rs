@@ -3,9 +3,9 @@
 //! The layout is the tutorial's ([`super::source`]): a source directory with
 //! `train.csv`, `valid.csv` and (optionally) `test.csv`, a header row, the text in one
 //! column (`titletext`) and the class in another (`label`). Files may also be
-//! tab-separated (GLUE's `.tsv`), and without column flags the usual names of
-//! other data sets are looked for (`text`, `sentence`, `review`, ...; `labels`,
-//! `target`, ...). Classes may be any
+//! tab-separated (GLUE's `.tsv`), and without column flags the columns are
+//! found by the usual names of other data sets, or by their contents, with
+//! or without a header row ([`super::columns`]). Classes may be any
 //! strings (`0`/`1`, `spam`/`ham`); they are numbered in order (numerically
 //! when all are integers) and kept, with any names the user gives them
 //! (`--class-names 0=REAL,1=FAKE`), for reports and exports.
@@ -26,6 +26,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::columns::{self, Layout};
+pub use super::columns::{Column, Columns, LABEL_COLUMNS, TEXT_COLUMNS};
 use super::model::Batch;
 use crate::bail_usage;
 use crate::device::upload;
@@ -33,6 +35,8 @@ use crate::train::rng::{derive, epoch_order, SplitMix64};
 
 /// Batches per pool that are sorted by length together.
 const POOL_BATCHES: usize = 50;
+/// The most rows whose contents are looked at to guess a file's columns.
+const SAMPLE_ROWS: usize = 20_000;
 
 /// The rows of one CSV file.
 #[derive(Clone, Debug, Default)]
@@ -53,6 +57,8 @@ pub struct Split {
     /// The header names of the columns read (text, and label when one was).
     pub text_column: String,
     pub label_column: Option<String>,
+    /// How the columns were found, when not by their names (for the log).
+    pub found_by: Option<String>,
 }
 
 impl Split {
@@ -63,32 +69,6 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.texts.is_empty()
     }
-}
-
-/// One column to read: the one a flag named, or the first of the usual names
-/// that the header has (case ignored), or a model's own column where the
-/// file has it (else a usual one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Column {
-    Named(String),
-    Usual,
-    /// The column a model was trained on, as `train` recorded it.
-    Trained(String),
-}
-
-impl Column {
-    /// The flag's value, else the usual names.
-    pub fn from_flag(flag: Option<String>) -> Column {
-        flag.map_or(Column::Usual, Column::Named)
-    }
-}
-
-/// Which columns to read.
-#[derive(Clone, Debug)]
-pub struct Columns {
-    pub text: Column,
-    /// `None` for unlabelled texts (prediction).
-    pub label: Option<Column>,
 }
 
 /// Line numbers of byte offsets, counted forward as records are read. (The
@@ -114,14 +94,6 @@ impl LineCounter {
         self.newlines + 1
     }
 }
-
-/// The usual names of the text column, tried in this order: the tutorial's
-/// (`TabularDataset` field `titletext`), then those of common exports
-/// (Hugging Face datasets, GLUE, Kaggle's reviews, messages and tweets).
-pub const TEXT_COLUMNS: &[&str] =
-    &["titletext", "text", "sentence", "review", "message", "content", "comment", "tweet", "document"];
-/// The usual names of the class column, the tutorial's `label` first.
-pub const LABEL_COLUMNS: &[&str] = &["label", "labels", "class", "category", "target", "sentiment"];
 
 /// How a file separates its fields: tabs where its name says so (`.tsv`,
 /// `.tab`) or where its header row has tabs and no commas (GLUE's files,
@@ -155,61 +127,60 @@ impl Delimiter {
     }
 }
 
-/// How every file here is read: a header row, rows of any length (each is
-/// checked against the header, naming its line). Tab-separated files are
-/// read without quoting, as GLUE's loaders read them: a text may begin with
-/// a quote it never closes.
-fn csv_reader(bytes: &[u8], delimiter: Delimiter) -> csv::Reader<&[u8]> {
+/// How every file here is read: rows of any length (each is checked against
+/// the first, naming its line), after a header row where `header`.
+/// Tab-separated files are read without quoting, as GLUE's loaders read
+/// them: a text may begin with a quote it never closes.
+fn csv_reader(bytes: &[u8], delimiter: Delimiter, header: bool) -> csv::Reader<&[u8]> {
     let mut b = csv::ReaderBuilder::new();
-    b.has_headers(true).flexible(true);
+    b.has_headers(header).flexible(true);
     if delimiter == Delimiter::Tab {
         b.delimiter(b'\t').quoting(false);
     }
     b.from_reader(bytes)
 }
 
-/// Where `want` is among the header's `names`; `usual` are the names tried,
-/// in order, when no flag named one. `None` when it is not there.
-fn position(names: &[String], want: &Column, usual: &[&str]) -> Option<usize> {
-    let usual = || usual.iter().find_map(|u| names.iter().position(|n| n.eq_ignore_ascii_case(u)));
-    match want {
-        Column::Named(c) => names.iter().position(|n| n == c),
-        Column::Usual => usual(),
-        Column::Trained(c) => names.iter().position(|n| n == c).or_else(usual),
+/// A file's bytes as UTF-8 without a byte-order mark, and where its columns are.
+fn open(path: &Path, cols: &Columns) -> Result<(Vec<u8>, Delimiter, Layout)> {
+    let mut bytes = match std::fs::read(path) {
+        Ok(b) => utf8_or_windows_1252(b),
+        Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
+    };
+    if bytes.starts_with("\u{feff}".as_bytes()) {
+        bytes.drain(..3);
     }
+    let delimiter = Delimiter::of(path, &bytes);
+    let first = header_names(&mut csv_reader(&bytes, delimiter, true), path)?;
+    let sample = || {
+        let mut rdr = csv_reader(&bytes, delimiter, true);
+        rdr.byte_records().take(SAMPLE_ROWS).filter_map(|r| r.ok()).collect()
+    };
+    let layout = columns::locate(path, first, cols, sample)?;
+    Ok((bytes, delimiter, layout))
 }
 
-/// The columns a CSV file's header row names (a BOM and spaces trimmed).
+/// The cells of a file's first row, trimmed: the columns' names where it is
+/// a header.
 fn header_names(rdr: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>> {
     let header = match rdr.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
     };
-    let names: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let s = String::from_utf8_lossy(h).trim().to_string();
-            if i == 0 {
-                s.trim_start_matches('\u{feff}').to_string()
-            } else {
-                s
-            }
-        })
-        .collect();
+    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
     if names.iter().all(|n| n.is_empty()) {
         bail_usage!("{} is empty: expected a header row naming the columns", path.display());
     }
     Ok(names)
 }
 
-/// Whether the file's header has a label column (`label`, read as
-/// [`read_csv`] reads it); `None` when the file or its header cannot be read
-/// (reading it for real says why).
-pub fn has_label_column(path: &Path, label: &Column) -> Option<bool> {
-    let bytes = utf8_or_windows_1252(std::fs::read(path).ok()?);
-    let mut rdr = csv_reader(&bytes, Delimiter::of(path, &bytes));
-    Some(position(&header_names(&mut rdr, path).ok()?, label, LABEL_COLUMNS).is_some())
+/// Whether the file has the label column of `cols` (found as [`read_csv`]
+/// finds it): `Some(false)` when its text column is there and its label
+/// column is not; `None` when the file cannot be read (reading it for real says why).
+pub fn has_label_column(path: &Path, cols: &Columns) -> Option<bool> {
+    if open(path, cols).is_ok() {
+        return Some(true);
+    }
+    open(path, &Columns { text: cols.text.clone(), label: None }).ok().map(|_| false)
 }
 
 /// A file's name without its directory, for messages.
@@ -220,53 +191,15 @@ pub fn file_name(path: &Path) -> String {
 /// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
 /// counted in `skipped` instead of failing.
 pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
-    let name = file_name(path);
-    let bytes = match std::fs::read(path) {
-        Ok(b) => utf8_or_windows_1252(b),
-        Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
-    };
-    let delimiter = Delimiter::of(path, &bytes);
-    let mut rdr = csv_reader(&bytes, delimiter);
-    let names = header_names(&mut rdr, path)?;
-    let find = |want: &Column, usual: &[&str], what: &str, flag: &str| -> Result<usize> {
-        match (position(&names, want, usual), want) {
-            (Some(i), _) => Ok(i),
-            (None, Column::Named(col)) => bail_usage!(
-                "{} has no column '{col}' (its columns: {}); pick one with {flag}",
-                path.display(),
-                names.join(", ")
-            ),
-            (None, Column::Usual) => bail_usage!(
-                "{} has no {what} column under a usual name ({}; its columns: {}); pick one with {flag}",
-                path.display(),
-                usual.join(", "),
-                names.join(", ")
-            ),
-            (None, Column::Trained(col)) => bail_usage!(
-                "{} has no {what} column: neither '{col}', the model's, nor a usual name ({}; its columns: {}); pick one with {flag}",
-                path.display(),
-                usual.join(", "),
-                names.join(", ")
-            ),
-        }
-    };
-    let text_at = find(&cols.text, TEXT_COLUMNS, "text", "--text-column")?;
-    let label_at = match &cols.label {
-        Some(l) => Some(find(l, LABEL_COLUMNS, "label", "--label-column")?),
-        None => None,
-    };
-    if label_at == Some(text_at) {
-        bail_usage!(
-            "{}: the text and the label would both be read from column '{}'; name them with --text-column and --label-column",
-            path.display(),
-            names[text_at]
-        );
-    }
+    let (bytes, delimiter, layout) = open(path, cols)?;
+    let Layout { names, header, text_at, label_at, found_by } = layout;
+    let mut rdr = csv_reader(&bytes, delimiter, header);
     let mut split = Split {
-        name,
+        name: file_name(path),
         path: path.to_path_buf(),
         text_column: names[text_at].clone(),
         label_column: label_at.map(|i| names[i].clone()),
+        found_by,
         ..Default::default()
     };
     let mut record = csv::ByteRecord::new();
@@ -711,23 +644,38 @@ mod tests {
         // A named column is taken as named: no case folding, no fallback.
         let e = read_csv(&p, &Columns { text: named("Text"), label: None }, false).unwrap_err().to_string();
         assert!(e.contains("no column 'Text'"), "{e}");
-        let p = write(dir.path(), "odd.csv", "v1,v2\nspam,win\n");
+        // No usual name, and contents that show no column: every value differs.
+        let p = write(dir.path(), "odd.csv", "v1,v2\nspam,win\nham,lose\neggs,draw\n");
         let e = read_csv(&p, &usual, false).unwrap_err();
         assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
         let e = e.to_string();
-        assert!(e.contains("no text column under a usual name") && e.contains("its columns: v1, v2"), "{e}");
-        assert!(e.contains("--text-column"), "{e}");
-        let e = read_csv(&p, &Columns { text: named("v2"), label: Some(Column::Usual) }, false).unwrap_err();
-        assert!(e.to_string().contains("no label column under a usual name"), "{e}");
+        assert!(e.contains("no label column under a usual name") && e.contains("its columns: v1, v2"), "{e}");
+        assert!(e.contains("--label-column"), "{e}");
+        // Kaggle's spam.csv: found by their contents.
+        let rows: String = (0..12)
+            .map(|i| if i % 3 == 0 { format!("spam,win {i} now\n") } else { format!("ham,see you at {i}\n") })
+            .collect();
+        let p = write(dir.path(), "spam.csv", &format!("v1,v2\n{rows}"));
+        let s = read_csv(&p, &usual, false).unwrap();
+        assert_eq!((s.text_column.as_str(), s.label_column.as_deref(), s.len()), ("v2", Some("v1"), 12));
+        assert!(s.found_by.unwrap().contains("found by their contents"));
+        // Without a header row: the first row is data, columns go by number.
+        let ag = write(dir.path(), "ag.csv", &rows);
+        let s = read_csv(&ag, &usual, false).unwrap();
+        assert_eq!((s.text_column.as_str(), s.label_column.as_deref()), ("column 2", Some("column 1")));
+        assert_eq!((s.texts[0].as_str(), s.lines[0], s.records[0], s.len()), ("win 0 now", 1, 0, 12));
+        let cols = Columns { text: named("column 2"), label: None };
+        assert_eq!(read_csv(&ag, &cols, false).unwrap().texts[0], "win 0 now");
         let e = read_csv(&p, &Columns { text: named("v1"), label: Some(named("v1")) }, false).unwrap_err();
         assert!(e.to_string().contains("both be read from column 'v1'"), "{e}");
         // A row with a stray tab is named with its likely cause.
         let p = write(dir.path(), "bad.tsv", "sentence\tlabel\na\tb\t1\n");
         let e = read_csv(&p, &usual, false).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("a tab inside a text"), "{e}");
-        assert_eq!(has_label_column(&p, &Column::Usual), Some(true));
+        let usual_label = Columns { text: Column::Usual, label: Some(Column::Usual) };
+        assert_eq!(has_label_column(&p, &usual_label), Some(true));
         let p = write(dir.path(), "test.tsv", "index\tsentence\n0\tfine\n");
-        assert_eq!(has_label_column(&p, &Column::Usual), Some(false));
+        assert_eq!(has_label_column(&p, &usual_label), Some(false));
     }
 
     #[test]

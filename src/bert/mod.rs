@@ -6,10 +6,12 @@
 //! (counter-based masks), [`weights`] (checkpoint names and loading),
 //! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
 //! downloads), [`data`] (CSV files, labels, length-bucketed batches),
+//! [`columns`] (which columns hold the text and the label, by name or contents),
 //! [`source`] (the data directory, or one file split by class),
 //! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes),
 //! [`packed_linear`] (linear layers on oneDNN with packed weights).
 
+pub mod columns;
 pub mod config;
 pub mod data;
 pub mod dropout;

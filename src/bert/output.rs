@@ -166,7 +166,8 @@ fn started_lines(s: &Started) -> Vec<String> {
         if (s.text_column.as_str(), s.label_column.as_str()) == ("titletext", "label") || s.text_column.is_empty() {
             String::new()
         } else {
-            format!("; text column '{}', label column '{}'", s.text_column, s.label_column)
+            let how = s.columns_found_by.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("; text column '{}', label column '{}'{how}", s.text_column, s.label_column)
         };
     let classes: Vec<String> = if s.label_values.len() == s.labels.len() && s.label_values != s.labels {
         s.label_values.iter().zip(&s.labels).map(|(v, n)| format!("{v}={n}")).collect()

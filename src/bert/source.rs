@@ -147,6 +147,7 @@ pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, 
             skipped: Vec::new(),
             text_column: all.text_column.clone(),
             label_column: all.label_column.clone(),
+            found_by: all.found_by.clone(),
         }
     };
     let mut train_split = pick(&mut train, "train");

@@ -239,6 +239,9 @@ pub struct Started {
     pub text_column: String,
     #[serde(default)]
     pub label_column: String,
+    /// How the columns were found, when not by their names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns_found_by: Option<String>,
     /// How one source file was split (`spam.csv split 80/10/10 by class (seed 42)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_by: Option<String>,
@@ -427,6 +430,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         test_unlabelled: data.unlabelled_test.is_some(),
         text_column: data.train_split.text_column.clone(),
         label_column: data.train_split.label_column.clone().unwrap_or_default(),
+        columns_found_by: data.train_split.found_by.clone(),
         split_by: data.split_by.clone(),
         skipped_rows: data.skipped.clone(),
         max_len: cfg.max_len,
@@ -657,7 +661,10 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             let valid = read(&valid, &text, &label)?;
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
-                Some(p) if data::has_label_column(&p, &label) == Some(false) => {
+                Some(p)
+                    if data::has_label_column(&p, &Columns { text: text.clone(), label: Some(label.clone()) })
+                        == Some(false) =>
+                {
                     // Read now, so a bad row stops the run before training, not after.
                     let cols = Columns { text: text.clone(), label: None };
                     let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)

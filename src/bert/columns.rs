@@ -1,0 +1,443 @@
+//! Which columns of a data file hold the text and the label, and whether its
+//! first row names them.
+//!
+//! A flag names a column exactly. Without one, the usual names of data sets
+//! are looked for (case ignored): whole names first (`text`, `label`), then
+//! names made of words that include one (`airline_sentiment`, `comment_text`,
+//! `reviewText`). A file that has none, such as Kaggle's `spam.csv` (`v1`,
+//! `v2`), has its columns guessed from what they hold: the label is the
+//! always-filled column of a few short values, the text the column with the
+//! longest values. A file whose first row is already data (AG News, Yelp,
+//! DBpedia and Sentiment140 ship so) has no header: its first row's label is
+//! one of the label column's classes. Its columns are then numbered from 1
+//! (`column 3`), and the run's other files, `evaluate` and `predict` read it
+//! the same way.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bail_usage;
+
+/// The usual names of the text column, tried in this order: the tutorial's
+/// (`TabularDataset` field `titletext`), then those of common exports
+/// (Hugging Face datasets, GLUE, Kaggle's reviews, messages and tweets).
+pub const TEXT_COLUMNS: &[&str] =
+    &["titletext", "text", "sentence", "review", "message", "content", "comment", "tweet", "document"];
+/// The usual names of the class column, the tutorial's `label` first.
+pub const LABEL_COLUMNS: &[&str] = &["label", "labels", "class", "category", "target", "sentiment"];
+
+/// The name a column of a file without a header row goes by.
+const NUMBERED: &str = "column ";
+/// A guessed label column's values are short: at most this many bytes on average.
+const LABEL_MEAN_BYTES: f64 = 32.0;
+
+/// One column to read: the one a flag named, or the first of the usual names
+/// that the header has (case ignored), or a model's own column where the
+/// file has it (else a usual one). A name that is a number `K`, or `column
+/// K`, is the file's K-th column when no column has that name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    Named(String),
+    Usual,
+    /// The column a model was trained on, as `train` recorded it.
+    Trained(String),
+}
+
+impl Column {
+    /// The flag's value, else the usual names.
+    pub fn from_flag(flag: Option<String>) -> Column {
+        flag.map_or(Column::Usual, Column::Named)
+    }
+}
+
+/// Which columns to read.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    pub text: Column,
+    /// `None` for unlabelled texts (prediction).
+    pub label: Option<Column>,
+}
+
+/// Where a file's columns are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The header's names, or `column 1`, `column 2`, ... without a header.
+    pub names: Vec<String>,
+    /// Whether the first row names the columns (else it is data).
+    pub header: bool,
+    pub text_at: usize,
+    pub label_at: Option<usize>,
+    /// What the log should say about how the columns were found, when it
+    /// was not by their names.
+    pub found_by: Option<String>,
+}
+
+/// What a column holds, over a sample of rows.
+struct Profile {
+    filled: usize,
+    /// Up to `cap` distinct values (trimmed); `capped` when there were more.
+    distinct: HashSet<Vec<u8>>,
+    capped: bool,
+    bytes: usize,
+}
+
+impl Profile {
+    fn mean_bytes(&self) -> f64 {
+        self.bytes as f64 / self.filled.max(1) as f64
+    }
+}
+
+fn profiles(rows: &[csv::ByteRecord], fields: usize, cap: usize) -> Vec<Profile> {
+    let mut out: Vec<Profile> =
+        (0..fields).map(|_| Profile { filled: 0, distinct: HashSet::new(), capped: false, bytes: 0 }).collect();
+    for row in rows.iter().filter(|r| r.len() == fields) {
+        for (p, cell) in out.iter_mut().zip(row.iter()) {
+            let cell = cell.trim_ascii();
+            if cell.is_empty() {
+                continue;
+            }
+            p.filled += 1;
+            p.bytes += cell.len();
+            if p.distinct.len() < cap {
+                p.distinct.insert(cell.to_vec());
+            } else if !p.distinct.contains(cell) {
+                p.capped = true;
+            }
+        }
+    }
+    out
+}
+
+/// The words of a column name: split at anything not a letter or digit and
+/// where a lower-case letter meets an upper-case one, lower-cased
+/// (`airline_sentiment` -> airline, sentiment; `reviewText` -> review, text).
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if (!c.is_alphanumeric() || (c.is_uppercase() && prev_lower)) && !word.is_empty() {
+            out.push(std::mem::take(&mut word).to_lowercase());
+        }
+        if c.is_alphanumeric() {
+            word.push(c);
+        }
+        prev_lower = c.is_lowercase();
+    }
+    if !word.is_empty() {
+        out.push(word.to_lowercase());
+    }
+    out
+}
+
+/// The first of `usual` that is a whole name in `names` (case ignored), else
+/// the first that is a word of one (not of an id: `text_id` is no text).
+fn usual_position(names: &[String], usual: &[&str]) -> Option<usize> {
+    usual.iter().find_map(|u| names.iter().position(|n| n.eq_ignore_ascii_case(u))).or_else(|| {
+        usual.iter().find_map(|u| {
+            names.iter().position(|n| {
+                let w = words(n);
+                w.last().is_some_and(|l| l != "id") && w.iter().any(|x| x == u)
+            })
+        })
+    })
+}
+
+/// How a column is found in a file.
+enum Found {
+    /// By its name in the header.
+    Name(usize),
+    /// By its number: `column K` (from a file without a header) or `K`.
+    Number { at: usize, headerless: bool },
+    /// Not by name: its contents must tell.
+    Guess,
+}
+
+/// The number a column name gives, counted from 1, where no header name is
+/// it: `column K`, which only a file without a header row is named by, or `K`.
+fn by_number(name: &str, fields: usize) -> Option<Found> {
+    let (k, headerless) = match name.strip_prefix(NUMBERED) {
+        Some(k) => (k, true),
+        None => (name, false),
+    };
+    let k: usize = k.trim().parse().ok()?;
+    (1..=fields).contains(&k).then_some(Found::Number { at: k - 1, headerless })
+}
+
+fn find(names: &[String], want: &Column, usual: &[&str]) -> Option<Found> {
+    match want {
+        Column::Named(c) => names.iter().position(|n| n == c).map(Found::Name).or_else(|| by_number(c, names.len())),
+        Column::Usual => Some(usual_position(names, usual).map_or(Found::Guess, Found::Name)),
+        Column::Trained(c) => Some(
+            names
+                .iter()
+                .position(|n| n == c)
+                .map(Found::Name)
+                .or_else(|| by_number(c, names.len()))
+                .or_else(|| usual_position(names, usual).map(Found::Name))
+                .unwrap_or(Found::Guess),
+        ),
+    }
+}
+
+/// The label column its contents show: filled on every row but a few, with
+/// between 2 and a few distinct short values, each on two rows or more on
+/// average; the fewest distinct values win, then the leftmost.
+fn guess_label(p: &[Profile], rows: usize, not: Option<usize>) -> Option<usize> {
+    (0..p.len())
+        .filter(|&j| Some(j) != not)
+        .filter(|&j| {
+            let c = &p[j];
+            let classes = c.distinct.len();
+            c.filled * 100 >= rows * 99
+                && !c.capped
+                && classes >= 2
+                && classes * 2 <= c.filled
+                && c.mean_bytes() <= LABEL_MEAN_BYTES
+        })
+        .min_by_key(|&j| (p[j].distinct.len(), j))
+}
+
+/// The text column its contents show: filled on at least half the rows, with
+/// the longest values on average.
+fn guess_text(p: &[Profile], rows: usize, not: Option<usize>) -> Option<usize> {
+    (0..p.len())
+        .filter(|&j| Some(j) != not && p[j].filled * 2 >= rows && p[j].filled > 0)
+        .max_by(|&a, &b| p[a].mean_bytes().total_cmp(&p[b].mean_bytes()).then(b.cmp(&a)))
+}
+
+/// Where `cols` are in a file whose first row is `first`; `rows` gives the
+/// rows after it (a sample is enough), read only when no name says where.
+pub fn locate(
+    path: &Path,
+    first: Vec<String>,
+    cols: &Columns,
+    rows: impl FnOnce() -> Vec<csv::ByteRecord>,
+) -> Result<Layout> {
+    let fields = first.len();
+    let text = find(&first, &cols.text, TEXT_COLUMNS);
+    let label = cols.label.as_ref().map(|l| find(&first, l, LABEL_COLUMNS));
+    let named_missing = |want: &Column, flag: &str| -> Result<Layout> {
+        let c = match want {
+            Column::Named(c) | Column::Trained(c) => c,
+            Column::Usual => "",
+        };
+        bail_usage!("{} has no column '{c}' (its columns: {}); pick one with {flag}", path.display(), first.join(", "))
+    };
+    let Some(text) = text else { return named_missing(&cols.text, "--text-column") };
+    let label = match (label, &cols.label) {
+        (Some(None), Some(want)) => return named_missing(want, "--label-column"),
+        (l, _) => l.flatten(),
+    };
+    let at = |f: &Found| match f {
+        Found::Name(i) | Found::Number { at: i, .. } => Some(*i),
+        Found::Guess => None,
+    };
+    let by_name = matches!(text, Found::Name(_)) || matches!(label, Some(Found::Name(_)));
+    let marked_headerless = [Some(&text), label.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|f| matches!(f, Found::Number { headerless: true, .. }));
+    let guessing = matches!(text, Found::Guess) || matches!(label, Some(Found::Guess));
+    let numbered = !by_name && !marked_headerless && at(&text).is_some();
+    let (mut text_at, mut label_at) = (at(&text), label.as_ref().and_then(at));
+    let mut header = !marked_headerless;
+    let mut guessed = Vec::new();
+    if guessing || (numbered && label.is_some()) {
+        let sample = rows();
+        let n = sample.iter().filter(|r| r.len() == fields).count();
+        let cap = (n / 5).clamp(10, 1000);
+        let p = profiles(&sample, fields, cap);
+        let usual = |u: &[&str]| u.join(", ");
+        let under = |c: Option<&Column>| match c {
+            Some(Column::Trained(c)) => format!("under the model's name '{c}' or a usual name"),
+            _ => "under a usual name".to_string(),
+        };
+        if matches!(label, Some(Found::Guess)) {
+            label_at = guess_label(&p, n, text_at);
+            let Some(j) = label_at else {
+                bail_usage!(
+                    "{} has no label column {} ({}; its columns: {}), and none holds a few classes on every row; pick one with --label-column",
+                    path.display(),
+                    under(cols.label.as_ref()),
+                    usual(LABEL_COLUMNS),
+                    first.join(", ")
+                );
+            };
+            guessed.push(format!("the label holds {} classes", p[j].distinct.len()));
+        }
+        if matches!(text, Found::Guess) {
+            text_at = guess_text(&p, n, label_at);
+            if text_at.is_none() {
+                bail_usage!(
+                    "{} has no text column {} ({}; its columns: {}), and no other column holds texts; pick one with --text-column",
+                    path.display(),
+                    under(Some(&cols.text)),
+                    usual(TEXT_COLUMNS),
+                    first.join(", ")
+                );
+            }
+            guessed.push("the text the longest values".to_string());
+        }
+        // A first row whose label is one of the label column's classes is data.
+        if !by_name && !marked_headerless {
+            if let Some(j) = label_at {
+                header = !p[j].distinct.contains(first[j].trim().as_bytes());
+            }
+        }
+    } else if numbered {
+        // No label to tell by: a column asked for by number is of a file
+        // without names for its columns.
+        header = false;
+    }
+    let Some(text_at) = text_at else { return named_missing(&cols.text, "--text-column") };
+    if label_at == Some(text_at) {
+        bail_usage!(
+            "{}: the text and the label would both be read from column '{}'; name them with --text-column and --label-column",
+            path.display(),
+            first[text_at]
+        );
+    }
+    let names = if header { first } else { (1..=fields).map(|k| format!("{NUMBERED}{k}")).collect() };
+    let mut said = Vec::new();
+    if !header {
+        said.push("no header row: columns numbered from 1".to_string());
+    }
+    if !guessed.is_empty() {
+        said.push(format!("found by their contents: {}", guessed.join(", ")));
+    }
+    let found_by = (!said.is_empty())
+        .then(|| format!("{}; name them with --text-column and --label-column if wrong", said.join("; ")));
+    Ok(Layout { names, header, text_at, label_at, found_by })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(cells: &[&str]) -> csv::ByteRecord {
+        csv::ByteRecord::from(cells.to_vec())
+    }
+
+    fn strings(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
+    fn usual() -> Columns {
+        Columns { text: Column::Usual, label: Some(Column::Usual) }
+    }
+
+    #[test]
+    fn words_of_names() {
+        assert_eq!(words("airline_sentiment"), ["airline", "sentiment"]);
+        assert_eq!(words("reviewText"), ["review", "text"]);
+        assert_eq!(words("Comment Text"), ["comment", "text"]);
+        assert_eq!(words("textID"), ["text", "id"]);
+        assert_eq!(words(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn usual_words_inside_names() {
+        let n = strings(&["tweet_id", "airline_sentiment", "airline_sentiment_confidence", "text"]);
+        assert_eq!(usual_position(&n, LABEL_COLUMNS), Some(1));
+        assert_eq!(usual_position(&n, TEXT_COLUMNS), Some(3));
+        // An id is no text.
+        let n = strings(&["textID", "reviewBody", "overall"]);
+        assert_eq!(usual_position(&n, TEXT_COLUMNS), Some(1));
+        assert_eq!(usual_position(&n[..1], TEXT_COLUMNS), None);
+        let n = strings(&["id", "comment_text", "toxic"]);
+        assert_eq!(usual_position(&n, TEXT_COLUMNS), Some(1));
+    }
+
+    #[test]
+    fn kaggle_spam_columns_are_guessed_from_their_contents() {
+        let first = strings(&["v1", "v2", "", "", ""]);
+        let rows = vec![
+            record(&["ham", "Go until jurong point, crazy.. Available only", "", "", ""]),
+            record(&["spam", "Free entry in 2 a wkly comp to win FA Cup", "", "", ""]),
+            record(&["ham", "U dun say so early hor... U c already then say", "x", "", ""]),
+            record(&["ham", "Nah I don't think he goes to usf", "", "", ""]),
+        ];
+        let l = locate(Path::new("spam.csv"), first.clone(), &usual(), || rows.clone()).unwrap();
+        assert_eq!((l.text_at, l.label_at, l.header), (1, Some(0), true));
+        assert_eq!(l.names[..2], strings(&["v1", "v2"]));
+        let said = l.found_by.unwrap();
+        assert!(
+            said.contains("found by their contents: the label holds 2 classes, the text the longest values"),
+            "{said}"
+        );
+        // A named text column: only the label is guessed.
+        let cols = Columns { text: Column::Named("v2".into()), label: Some(Column::Usual) };
+        let l = locate(Path::new("spam.csv"), first.clone(), &cols, || rows.clone()).unwrap();
+        assert_eq!((l.text_at, l.label_at), (1, Some(0)));
+        assert!(!l.found_by.unwrap().contains("the text"));
+        // Named columns read no rows.
+        let cols = Columns { text: Column::Named("v2".into()), label: Some(Column::Named("v1".into())) };
+        let l = locate(Path::new("spam.csv"), first, &cols, || panic!("rows read")).unwrap();
+        assert_eq!((l.text_at, l.label_at, l.found_by), (1, Some(0), None));
+    }
+
+    #[test]
+    fn a_first_row_of_data_is_no_header() {
+        // AG News: class, title, description; no header row.
+        let first =
+            strings(&["3", "Wall St. Bears Claw Back", "Reuters - Short-sellers, Wall Street's dwindling band"]);
+        let rows: Vec<csv::ByteRecord> = (0..40)
+            .map(|i| {
+                let class = (i % 4 + 1).to_string();
+                record(&[&class, "A title", &format!("A longer description of the story number {i}")])
+            })
+            .collect();
+        let l = locate(Path::new("train.csv"), first.clone(), &usual(), || rows.clone()).unwrap();
+        assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
+        assert_eq!(l.names, strings(&["column 1", "column 2", "column 3"]));
+        assert!(l
+            .found_by
+            .unwrap()
+            .starts_with("no header row: columns numbered from 1; found by their contents: the label holds 4 classes"));
+        // Its other files are read by those names, as data from the first row.
+        let cols = Columns { text: Column::Named("column 3".into()), label: Some(Column::Named("column 1".into())) };
+        let l = locate(Path::new("valid.csv"), first.clone(), &cols, || panic!("rows read")).unwrap();
+        assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
+        // Plain numbers, where no column has them as names: the first row's
+        // label tells whether it is data.
+        let cols = Columns { text: Column::Named("3".into()), label: Some(Column::Named("1".into())) };
+        let mut fourth = first.clone();
+        fourth[0] = "4".into();
+        let l = locate(Path::new("train.csv"), fourth, &cols, || rows.clone()).unwrap();
+        assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
+        let mut named = first.clone();
+        named[0] = "Class Index".into();
+        let l = locate(Path::new("train.csv"), named, &cols, || rows.clone()).unwrap();
+        assert!(l.header, "a first row whose label is no class names the columns");
+        // A name wins over a number: here '3' is the first column.
+        let e = locate(Path::new("train.csv"), first.clone(), &cols, || rows.clone()).unwrap_err();
+        assert!(e.to_string().contains("both be read from column '3'"), "{e}");
+        // A column number beyond the file's is missing.
+        let cols = Columns { text: Column::Named("4".into()), label: None };
+        let e = locate(Path::new("t.csv"), first, &cols, || rows.clone()).unwrap_err();
+        assert!(e.to_string().contains("has no column '4'"), "{e}");
+    }
+
+    #[test]
+    fn contents_that_show_no_column_are_an_error() {
+        // Every value distinct: no column holds classes.
+        let first = strings(&["a", "b"]);
+        let rows: Vec<csv::ByteRecord> =
+            (0..30).map(|i| record(&[&format!("x{i}"), &format!("some text {i}")])).collect();
+        let e = locate(Path::new("odd.csv"), first.clone(), &usual(), || rows.clone()).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        let e = e.to_string();
+        assert!(e.contains("no label column under a usual name") && e.contains("its columns: a, b"), "{e}");
+        assert!(e.contains("--label-column"), "{e}");
+        // A header and no rows.
+        let e = locate(Path::new("odd.csv"), first.clone(), &usual(), Vec::new).unwrap_err();
+        assert!(e.to_string().contains("no label column"), "{e}");
+        // A model's column that is not there is named.
+        let cols = Columns { text: Column::Trained("body".into()), label: None };
+        let e = locate(Path::new("odd.csv"), first, &cols, Vec::new).unwrap_err();
+        assert!(e.to_string().contains("no text column under the model's name 'body' or a usual name"), "{e}");
+    }
+}
