@@ -63,11 +63,13 @@ struct TrainArgs {
     #[arg(short = 'o', long, default_value = ".")]
     output: PathBuf,
     /// The folder with train.csv, valid.csv and (optionally) test.csv, or one labelled CSV
-    /// file, split by class into train, valid and test (--split).
+    /// file, split by class into train, valid and test (--split). A folder without valid.csv
+    /// has a tenth of train.csv held out for validation.
     #[arg(short = 's', long, default_value = ".")]
     source: PathBuf,
     /// With -s FILE: percent of its rows for train, valid and test, split by class
-    /// (the same split for the same --seed) [default: 80,10,10].
+    /// (the same split for the same --seed) [default: 80,10,10]. With a folder of
+    /// train.csv and test.csv only: how train.csv is split [default: 90,10,0].
     #[arg(long, value_name = "TRAIN,VALID,TEST")]
     split: Option<Shares>,
     /// The pre-trained BERT, ALBERT, DistilBERT, ELECTRA or RoBERTa model: a directory, or a Hugging Face name such as

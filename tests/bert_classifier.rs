@@ -512,6 +512,16 @@ fn files_without_usual_column_names_or_a_header_row_train_with_no_flags() {
     let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "--csv", test.to_str().unwrap()], 120).ok();
     assert_eq!(r.stdout.lines().count(), 10, "{}", r.stdout);
     assert!(r.stdout.lines().next().unwrap().contains(", as the agency reported': 1 ("), "{}", r.stdout);
+    // As AG News ships: train and test, no valid file. A tenth of train, by
+    // class, validates.
+    std::fs::remove_file(ag.join("valid.csv")).unwrap();
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "1"]), 300).ok();
+    assert!(
+        r.stdout
+            .contains("Data: train.csv 44, valid held out of train.csv (10% by class, seed 42) 4, test.csv 10 rows;"),
+        "{}",
+        r.stdout
+    );
 
     // Kaggle's spam.csv, split by class.
     let (ham, spam) = (sentences(&HAM, 40, 5), sentences(&SPAM, 40, 6));

@@ -17,14 +17,20 @@ use crate::train::rng::{derive, SplitMix64};
 
 /// `-s/--source`: a directory of split files, or one file to split.
 pub enum Source {
-    /// train and valid are required, test optional.
+    /// train is required. Without valid, a share of train is held out for
+    /// validation (AG News, Yelp, DBpedia and IMDB ship only train and
+    /// test); test is optional.
     Dir {
         train: PathBuf,
-        valid: PathBuf,
+        valid: Option<PathBuf>,
         test: Option<PathBuf>,
     },
     File(PathBuf),
 }
+
+/// The share of a directory's training file held out for validation when it
+/// has no validation file: 10%, as `--split 90,10,0`.
+pub const HELD_OUT: Shares = Shares { train: 90, valid: 10, test: 0 };
 
 /// The names a split's file may have in a source directory, tried in this
 /// order, each as `.csv` then `.tsv`: the tutorial's, then those of Hugging
@@ -53,14 +59,18 @@ impl Source {
             match find_split(path, names) {
                 Some(p) => Ok(p),
                 None => bail_usage!(
-                    "-s/--source {}: no {f} there (expected train.csv, valid.csv and optionally test.csv; .tsv files and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
+                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv files and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
                     path.display()
                 ),
             }
         };
         let train = need(TRAIN_NAMES, "train.csv")?;
-        let valid = need(VALID_NAMES, "valid.csv")?;
+        let valid = find_split(path, VALID_NAMES);
         let test = find_split(path, TEST_NAMES);
+        if valid.is_none() && test.is_none() {
+            // A lone training file is split as one file given as -s FILE is.
+            return Ok(Source::File(train));
+        }
         Ok(Source::Dir { train, valid, test })
     }
 }
@@ -181,16 +191,21 @@ mod tests {
         let e = Source::find(dir.path()).err().unwrap().to_string();
         assert!(e.contains("no train.csv there") && e.contains("dev or validation"), "{e}");
         touch("train.tsv");
+        // Train alone is one file to split; train and test hold out valid.
+        assert!(matches!(Source::find(dir.path()).unwrap(), Source::File(p) if p.ends_with("train.tsv")));
+        touch("test.tsv");
+        let Source::Dir { valid, .. } = Source::find(dir.path()).unwrap() else { panic!("a directory") };
+        assert!(valid.is_none());
         touch("dev.tsv");
         touch("test.tsv");
         let Source::Dir { train, valid, test } = Source::find(dir.path()).unwrap() else { panic!("a directory") };
-        assert!(train.ends_with("train.tsv") && valid.ends_with("dev.tsv"));
+        assert!(train.ends_with("train.tsv") && valid.unwrap().ends_with("dev.tsv"));
         assert!(test.unwrap().ends_with("test.tsv"));
         // The tutorial's names come first.
         touch("valid.csv");
         touch("validation.csv");
         let Source::Dir { valid, .. } = Source::find(dir.path()).unwrap() else { panic!("a directory") };
-        assert!(valid.ends_with("valid.csv"), "{}", valid.display());
+        assert!(valid.as_ref().unwrap().ends_with("valid.csv"), "{valid:?}");
     }
 
     #[test]

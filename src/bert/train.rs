@@ -649,8 +649,8 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     let (text, label) = (Column::from_flag(cfg.text_column.clone()), Column::from_flag(cfg.label_column.clone()));
     let mut unlabelled_test = None;
     let (train_split, valid_split, test_split, split_by, files) = match Source::find(&cfg.source)? {
-        Source::Dir { .. } if cfg.split.is_some() => bail_usage!(
-            "--split divides a single file given as -s FILE; {} is a directory with its own train.csv and valid.csv",
+        Source::Dir { valid: Some(_), .. } if cfg.split.is_some() => bail_usage!(
+            "--split divides a single file given as -s FILE, or a directory's train.csv where it has no valid.csv; {} has its own train.csv and valid.csv",
             cfg.source.display()
         ),
         Source::Dir { train, valid, test } => {
@@ -658,7 +658,24 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             // The other files are read by the columns the training file had.
             let text = Column::Named(train.text_column.clone());
             let label = train.label_column.clone().map_or(label, Column::Named);
-            let valid = read(&valid, &text, &label)?;
+            let (train, valid) = match valid {
+                Some(v) => (train, read(&v, &text, &label)?),
+                None => {
+                    let shares = cfg.split.unwrap_or(source::HELD_OUT);
+                    if shares.test > 0 {
+                        bail_usage!(
+                            "--split {shares}: {} has its own test file, so the test share must be 0 (such as --split 90,10,0)",
+                            cfg.source.display()
+                        );
+                    }
+                    let (part, mut valid, _) = source::split_by_class(&train, shares, cfg.seed)?;
+                    valid.name = format!(
+                        "valid held out of {} ({}% by class, seed {})",
+                        train.name, shares.valid, cfg.seed
+                    );
+                    (Split { name: train.name.clone(), ..part }, valid)
+                }
+            };
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
                 Some(p)
@@ -704,6 +721,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     // The log names a file, or a file's part.
     let describe = |s: &Split, part: &str| match &split_by {
         Some(_) => format!("the {part} split of {}", s.path.display()),
+        None if s.path == train_split.path && part != "train" => format!("the {part} split of {}", s.path.display()),
         None => s.path.display().to_string(),
     };
     let test = match &test_split {
