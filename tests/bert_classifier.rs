@@ -522,6 +522,18 @@ fn files_without_usual_column_names_or_a_header_row_train_with_no_flags() {
         "{}",
         r.stdout
     );
+    // A test file whose labels are all -1 (Hugging Face's GLUE test sets) is
+    // unlabelled: classified, not scored.
+    let unlabelled = std::fs::read_to_string(&test).unwrap().replace("\"1\",", "\"-1\",").replace("\"2\",", "\"-1\",");
+    std::fs::write(&test, unlabelled).unwrap();
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "1"]), 300).ok();
+    assert!(r.stdout.contains("4 rows, test.csv unlabelled (not scored);"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("(its labels are all -1, Hugging Face's mark for none; its predictions go to"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(out.join("test_predictions.csv")).unwrap().lines().count(), 11);
 
     // Kaggle's spam.csv, split by class.
     let (ham, spam) = (sentences(&HAM, 40, 5), sentences(&SPAM, 40, 6));

@@ -544,8 +544,9 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
             let missing = match (&data.split_by, &data.unlabelled_test) {
                 (Some(_), _) => "test split (--split ...,0)".to_string(),
                 (None, Some(u)) => format!(
-                    "labels in {} (it has no label column; its predictions go to {})",
+                    "labels in {} ({}; its predictions go to {})",
                     u.split.path.display(),
+                    u.why,
                     cfg.output.join(TEST_PREDICTIONS_FILE).display()
                 ),
                 (None, None) => cfg.source.join("test.csv").display().to_string(),
@@ -615,6 +616,8 @@ fn resolve_model_once(cluster: &Cluster, model: Option<&str>) -> Result<ModelFil
 struct Unlabelled {
     split: Split,
     ids: Vec<Vec<u32>>,
+    /// Why its labels are none, for the log.
+    why: &'static str,
 }
 
 /// The splits, tokenised, with what the log says about them.
@@ -686,7 +689,8 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
                     let cols = Columns { text: text.clone(), label: None };
                     let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    unlabelled_test = Some(Unlabelled { ids: tokenizer.encode(&split.texts)?, split });
+                    let ids = tokenizer.encode(&split.texts)?;
+                    unlabelled_test = Some(Unlabelled { ids, split, why: "it has no label column" });
                     None
                 }
                 Some(p) => Some(read(&p, &text, &label)?),
@@ -713,6 +717,16 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if valid_split.is_empty() {
         bail_usage!("{} has no rows to validate on", valid_split.path.display());
     }
+    // Hugging Face's exports of GLUE's test sets mark every label -1: none.
+    let test_split = match test_split {
+        Some(t) if !t.is_empty() && t.labels.iter().all(|l| l == "-1") && !labels.values.iter().any(|v| v == "-1") => {
+            let ids = tokenizer.encode(&t.texts)?;
+            unlabelled_test =
+                Some(Unlabelled { ids, split: t, why: "its labels are all -1, Hugging Face's mark for none" });
+            None
+        }
+        t => t,
+    };
     let encode = |s: &Split| -> Result<Encoded> {
         Ok(Encoded { ids: tokenizer.encode(&s.texts)?, labels: labels.ids(s, &train_split.name)? })
     };
