@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hpcml::bail_usage;
-use hpcml::bert::data;
+use hpcml::bert::data::{self, Column};
 use hpcml::bert::export::{self, Which};
 use hpcml::bert::output::{self, Reporter};
 use hpcml::bert::predict::{self, PredictConfig};
@@ -123,6 +123,9 @@ struct LabelledCsvArgs {
     /// The CSV column with the class, integers or names [default: label, else labels, class, category, target, sentiment; evaluate: as trained].
     #[arg(long)]
     label_column: Option<String>,
+    /// The CSV column with the second text of each pair (sentence pairs: paraphrase, entailment, question answering), read after --text-column's [default: with no --text-column, a usual pair such as sentence1 and sentence2, question and sentence, premise and hypothesis; evaluate: as trained].
+    #[arg(long)]
+    text_pair_column: Option<String>,
     /// Leave out rows that cannot be read (and say how many) instead of stopping.
     #[arg(long)]
     skip_bad_rows: bool,
@@ -158,6 +161,9 @@ struct PredictArgs {
     /// The CSV column with the text [default: the one the model was trained on, else the first usual name the file has: titletext, text, sentence, ...].
     #[arg(long)]
     text_column: Option<String>,
+    /// The CSV column with the second text of each pair [default: the one the model was trained on].
+    #[arg(long)]
+    text_pair_column: Option<String>,
     /// Leave out CSV rows that cannot be read.
     #[arg(long)]
     skip_bad_rows: bool,
@@ -242,6 +248,7 @@ fn run_train(cluster: &Cluster, a: TrainArgs) -> anyhow::Result<()> {
         seed: a.seed,
         text_column: a.csv.text_column,
         label_column: a.csv.label_column,
+        text_pair_column: a.csv.text_pair_column,
         skip_bad_rows: a.csv.skip_bad_rows,
         resume: a.resume,
         eval_every: a.eval_every.map(|e| e as usize),
@@ -279,9 +286,9 @@ fn predict_config(m: &ModelArgs) -> PredictConfig {
 }
 
 fn run_predict(cluster: &Cluster, a: PredictArgs) -> anyhow::Result<()> {
-    let texts = cluster.agree(gather_texts(&a))?;
+    let (texts, pairs) = cluster.agree(gather_texts(&a))?;
     let cfg = predict_config(&a.model);
-    let Some(run) = predict::predict(cluster, &cfg, texts)? else {
+    let Some(run) = predict::predict(cluster, &cfg, texts, pairs)? else {
         return Ok(());
     };
     for line in output::prediction_lines(&run) {
@@ -293,8 +300,20 @@ fn run_predict(cluster: &Cluster, a: PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The texts to classify: arguments, else --file, else --csv, else stdin.
-fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
+/// The texts to classify: arguments, else --file, else --csv, else stdin;
+/// with the second texts, where a CSV holds pairs (else empty).
+fn gather_texts(a: &PredictArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let cols = predict::columns_for(&a.model.model, [a.text_column.clone(), None, a.text_pair_column.clone()]);
+    let pairs_only = match &cols.pair {
+        Some(Column::Named(c) | Column::Trained(c)) => Some(c),
+        _ => None,
+    };
+    if let (Some(pair), None) = (pairs_only, &a.csv) {
+        bail_usage!(
+            "{} classifies pairs of texts (the second from column '{pair}'): give them in a CSV file with --csv",
+            a.model.model
+        );
+    }
     let mut texts = a.texts.clone();
     if let Some(file) = &a.file {
         let body = if file.as_os_str() == "-" {
@@ -310,8 +329,14 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
         texts.extend(body.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
     }
     if let Some(csv) = &a.csv {
-        let cols = predict::columns_for(&a.model.model, a.text_column.clone(), None);
-        texts.extend(predict::texts_from_csv(csv, cols.text, a.skip_bad_rows)?);
+        let (more, pairs) = predict::texts_from_csv(csv, &cols, a.skip_bad_rows)?;
+        if !pairs.is_empty() {
+            if !texts.is_empty() {
+                bail_usage!("{} holds pairs of texts: give them only there, without texts as arguments", csv.display());
+            }
+            return Ok((more, pairs));
+        }
+        texts.extend(more);
     }
     if texts.is_empty() && a.file.is_none() && a.csv.is_none() {
         if std::io::stdin().is_terminal() {
@@ -324,7 +349,7 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<Vec<String>> {
     if texts.is_empty() {
         bail_usage!("nothing to classify: the input has no texts");
     }
-    Ok(texts)
+    Ok((texts, Vec::new()))
 }
 
 fn run_evaluate(cluster: &Cluster, a: EvaluateArgs) -> anyhow::Result<()> {
@@ -332,7 +357,8 @@ fn run_evaluate(cluster: &Cluster, a: EvaluateArgs) -> anyhow::Result<()> {
         bail_usage!("evaluate needs a labelled CSV: bert-classifier evaluate -m MODEL FILE.csv");
     };
     let cfg = predict_config(&a.model);
-    let cols = predict::columns_for(&a.model.model, a.columns.text_column.clone(), a.columns.label_column.clone());
+    let given = [&a.columns.text_column, &a.columns.label_column, &a.columns.text_pair_column].map(Clone::clone);
+    let cols = predict::columns_for(&a.model.model, given);
     let Some(run) = predict::evaluate_file(cluster, &cfg, csv, &cols, a.columns.skip_bad_rows)? else {
         return Ok(());
     };

@@ -163,7 +163,11 @@ d, pred = sys.argv[1], json.load(open(sys.argv[2]))
 tok = AutoTokenizer.from_pretrained(d)
 m = AutoModelForSequenceClassification.from_pretrained(d).eval()
 texts = [p["text"] for p in pred["predictions"]]
-enc = tok(texts, padding=True, truncation=True, max_length=24, return_tensors="pt")
+pairs = [p.get("pair") for p in pred["predictions"]]
+if all(pairs):
+    enc = tok(texts, pairs, padding=True, truncation=True, max_length=24, return_tensors="pt")
+else:
+    enc = tok(texts, padding=True, truncation=True, max_length=24, return_tensors="pt")
 with torch.no_grad():
     logits = m(**enc).logits
 ours = torch.tensor([p["logits"] for p in pred["predictions"]])
@@ -558,6 +562,55 @@ fn files_without_usual_column_names_or_a_header_row_train_with_no_flags() {
     assert!(json(&out.join("results.json"))["test"]["accuracy"].as_f64().unwrap() >= 0.9);
     let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", f], 120).ok();
     assert!(r.stdout.contains("(80 rows)"), "{}", r.stdout);
+}
+
+/// Sentence pairs as GLUE's MRPC, RTE or QNLI hold them: `sentence1`,
+/// `sentence2` and a label that says whether both come from the same
+/// vocabulary, so neither text alone tells the class. No column flags: the
+/// usual pair is found, both texts go in as BERT's two segments, and
+/// transformers, given the same pairs, gives our logits.
+#[test]
+fn sentence_pairs_train_with_no_flags_and_match_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mrpc");
+    std::fs::create_dir_all(&data).unwrap();
+    let write = |name: &str, n: usize, seed: u64| {
+        let (ham, spam) = (sentences(&HAM, n, seed), sentences(&SPAM, n, seed + 100));
+        let (ham2, spam2) = (sentences(&HAM, n, seed + 200), sentences(&SPAM, n, seed + 300));
+        let mut text = String::from("sentence1\tsentence2\tlabel\n");
+        for i in 0..n {
+            let first = if i % 2 == 0 { &ham[i] } else { &spam[i] };
+            let same = i % 4 < 2;
+            let second = if (i % 2 == 0) == same { &ham2[i] } else { &spam2[i] };
+            text += &format!("{first}\t{second}\t{}\n", u8::from(same));
+        }
+        std::fs::write(data.join(name), text).unwrap();
+    };
+    write("train.tsv", 96, 1);
+    write("dev.tsv", 16, 2);
+    write("test.tsv", 16, 3);
+    let out = dir.path().join("out");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "4", "--lr", "1e-4"]), 300).ok();
+    assert!(
+        r.stdout.contains("Data: train.tsv 96, dev.tsv 16, test.tsv 16 rows; text pairs from columns 'sentence1' and 'sentence2', label column 'label';"),
+        "{}",
+        r.stdout
+    );
+    let results = json(&out.join("results.json"));
+    assert!(results["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{}", results["test"]);
+    let test = data.join("test.tsv");
+    let pred = dir.path().join("pred.json");
+    let a = ["predict", "-m", o, "-d", "cpu", "--csv", test.to_str().unwrap(), "--json", pred.to_str().unwrap()];
+    let r = run(BIN, &a, 120).ok();
+    assert_eq!(r.stdout.lines().count(), 16, "{}", r.stdout);
+    assert!(r.stdout.lines().all(|l| l.contains("' / '")), "{}", r.stdout);
+    transformers_logits_match(&out, &pred, "BertForSequenceClassification");
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", test.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("(16 rows)"), "{}", r.stdout);
+    // A pair model cannot classify one text.
+    let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "apple pear"], 120);
+    assert_one_line_error(&r, 2, "classifies pairs of texts (the second from column 'sentence2')");
 }
 
 /// Starts a training run, sends it SIGTERM once it has validated once, and

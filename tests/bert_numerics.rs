@@ -90,7 +90,7 @@ fn reference_batch(r: &Value) -> Batch {
     let (b, t) = (rows.len() as i64, rows[0].len() as i64);
     let flat: Vec<i64> = rows.iter().flatten().map(|&i| i as i64).collect();
     let mask: Vec<i64> = ids(&r["attention_mask"]).iter().flatten().map(|&i| i as i64).collect();
-    Batch { ids: Tensor::from_slice(&flat).view([b, t]), mask: Tensor::from_slice(&mask).view([b, t]) }
+    Batch { ids: Tensor::from_slice(&flat).view([b, t]), mask: Tensor::from_slice(&mask).view([b, t]), types: None }
 }
 
 fn max_abs_diff(ours: &Tensor, theirs: &[f64]) -> f64 {

@@ -11,7 +11,8 @@
 //! DBpedia and Sentiment140 ship so) has no header: its first row's label is
 //! one of the label column's classes. Its columns are then numbered from 1
 //! (`column 3`), and the run's other files, `evaluate` and `predict` read it
-//! the same way.
+//! the same way. Sentence-pair tasks (GLUE's MRPC, RTE, QNLI; SNLI) have a
+//! second text column, named or found among the usual pairs.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -52,12 +53,35 @@ impl Column {
     }
 }
 
+/// The usual names of the two texts of a pair, in each data set's order:
+/// GLUE's (MRPC's TSV, and its other tasks as Hugging Face exports them),
+/// SNLI's and MNLI's, and the `text_a`/`text_b` of older BERT scripts.
+pub const PAIR_COLUMNS: &[(&str, &str)] = &[
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("#1 String", "#2 String"),
+    ("text_a", "text_b"),
+];
+
 /// Which columns to read.
 #[derive(Clone, Debug)]
 pub struct Columns {
     pub text: Column,
     /// `None` for unlabelled texts (prediction).
     pub label: Option<Column>,
+    /// The second text of pairs: `Named` or `Trained`, a column that must be
+    /// there; `Usual`, a usual pair (then `text` must be `Usual` too) if the
+    /// file has one; `None`, single texts.
+    pub pair: Option<Column>,
+}
+
+impl Columns {
+    /// Single texts from `text`, labels from `label`.
+    pub fn single(text: Column, label: Option<Column>) -> Columns {
+        Columns { text, label, pair: None }
+    }
 }
 
 /// Where a file's columns are.
@@ -69,6 +93,7 @@ pub struct Layout {
     pub header: bool,
     pub text_at: usize,
     pub label_at: Option<usize>,
+    pub pair_at: Option<usize>,
     /// What the log should say about how the columns were found, when it
     /// was not by their names.
     pub found_by: Option<String>,
@@ -217,7 +242,37 @@ pub fn locate(
     rows: impl FnOnce() -> Vec<csv::ByteRecord>,
 ) -> Result<Layout> {
     let fields = first.len();
-    let text = find(&first, &cols.text, TEXT_COLUMNS);
+    let usual_pair = match (&cols.text, &cols.pair) {
+        (Column::Usual, Some(Column::Usual)) => PAIR_COLUMNS.iter().find_map(|(a, b)| {
+            let at = |n: &str| first.iter().position(|f| f.eq_ignore_ascii_case(n));
+            Some((at(a)?, at(b)?))
+        }),
+        _ => None,
+    };
+    let pair_at = match (&cols.pair, usual_pair) {
+        (_, Some((_, b))) => Some(b),
+        (Some(want @ (Column::Named(c) | Column::Trained(c))), None) => {
+            match first.iter().position(|n| n == c).or_else(|| match by_number(c, fields) {
+                Some(Found::Number { at, .. }) => Some(at),
+                _ => None,
+            }) {
+                Some(i) => Some(i),
+                None => {
+                    let flag = if matches!(want, Column::Named(_)) { "--text-pair-column" } else { "--text-column" };
+                    bail_usage!(
+                        "{} has no column '{c}' for the second text of each pair (its columns: {}); pick one with {flag}",
+                        path.display(),
+                        first.join(", ")
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    let text = match usual_pair {
+        Some((a, _)) => Some(Found::Name(a)),
+        None => find(&first, &cols.text, TEXT_COLUMNS),
+    };
     let label = cols.label.as_ref().map(|l| find(&first, l, LABEL_COLUMNS));
     let named_missing = |want: &Column, flag: &str| -> Result<Layout> {
         let c = match want {
@@ -293,6 +348,13 @@ pub fn locate(
         header = false;
     }
     let Some(text_at) = text_at else { return named_missing(&cols.text, "--text-column") };
+    if label_at.is_some() && label_at == pair_at || pair_at == Some(text_at) {
+        bail_usage!(
+            "{}: column '{}' would be read twice; name the columns with --text-column, --text-pair-column and --label-column",
+            path.display(),
+            first[pair_at.unwrap_or(text_at)]
+        );
+    }
     if label_at == Some(text_at) {
         bail_usage!(
             "{}: the text and the label would both be read from column '{}'; name them with --text-column and --label-column",
@@ -310,7 +372,7 @@ pub fn locate(
     }
     let found_by = (!said.is_empty())
         .then(|| format!("{}; name them with --text-column and --label-column if wrong", said.join("; ")));
-    Ok(Layout { names, header, text_at, label_at, found_by })
+    Ok(Layout { names, header, text_at, label_at, pair_at, found_by })
 }
 
 #[cfg(test)]
@@ -326,7 +388,7 @@ mod tests {
     }
 
     fn usual() -> Columns {
-        Columns { text: Column::Usual, label: Some(Column::Usual) }
+        Columns::single(Column::Usual, Some(Column::Usual))
     }
 
     #[test]
@@ -369,12 +431,12 @@ mod tests {
             "{said}"
         );
         // A named text column: only the label is guessed.
-        let cols = Columns { text: Column::Named("v2".into()), label: Some(Column::Usual) };
+        let cols = Columns::single(Column::Named("v2".into()), Some(Column::Usual));
         let l = locate(Path::new("spam.csv"), first.clone(), &cols, || rows.clone()).unwrap();
         assert_eq!((l.text_at, l.label_at), (1, Some(0)));
         assert!(!l.found_by.unwrap().contains("the text"));
         // Named columns read no rows.
-        let cols = Columns { text: Column::Named("v2".into()), label: Some(Column::Named("v1".into())) };
+        let cols = Columns::single(Column::Named("v2".into()), Some(Column::Named("v1".into())));
         let l = locate(Path::new("spam.csv"), first, &cols, || panic!("rows read")).unwrap();
         assert_eq!((l.text_at, l.label_at, l.found_by), (1, Some(0), None));
     }
@@ -398,12 +460,12 @@ mod tests {
             .unwrap()
             .starts_with("no header row: columns numbered from 1; found by their contents: the label holds 4 classes"));
         // Its other files are read by those names, as data from the first row.
-        let cols = Columns { text: Column::Named("column 3".into()), label: Some(Column::Named("column 1".into())) };
+        let cols = Columns::single(Column::Named("column 3".into()), Some(Column::Named("column 1".into())));
         let l = locate(Path::new("valid.csv"), first.clone(), &cols, || panic!("rows read")).unwrap();
         assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
         // Plain numbers, where no column has them as names: the first row's
         // label tells whether it is data.
-        let cols = Columns { text: Column::Named("3".into()), label: Some(Column::Named("1".into())) };
+        let cols = Columns::single(Column::Named("3".into()), Some(Column::Named("1".into())));
         let mut fourth = first.clone();
         fourth[0] = "4".into();
         let l = locate(Path::new("train.csv"), fourth, &cols, || rows.clone()).unwrap();
@@ -416,7 +478,7 @@ mod tests {
         let e = locate(Path::new("train.csv"), first.clone(), &cols, || rows.clone()).unwrap_err();
         assert!(e.to_string().contains("both be read from column '3'"), "{e}");
         // A column number beyond the file's is missing.
-        let cols = Columns { text: Column::Named("4".into()), label: None };
+        let cols = Columns::single(Column::Named("4".into()), None);
         let e = locate(Path::new("t.csv"), first, &cols, || rows.clone()).unwrap_err();
         assert!(e.to_string().contains("has no column '4'"), "{e}");
     }
@@ -436,7 +498,7 @@ mod tests {
         let e = locate(Path::new("odd.csv"), first.clone(), &usual(), Vec::new).unwrap_err();
         assert!(e.to_string().contains("no label column"), "{e}");
         // A model's column that is not there is named.
-        let cols = Columns { text: Column::Trained("body".into()), label: None };
+        let cols = Columns::single(Column::Trained("body".into()), None);
         let e = locate(Path::new("odd.csv"), first, &cols, Vec::new).unwrap_err();
         assert!(e.to_string().contains("no text column under the model's name 'body' or a usual name"), "{e}");
     }

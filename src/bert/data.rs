@@ -29,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 use super::columns::{self, Layout};
 pub use super::columns::{Column, Columns, LABEL_COLUMNS, TEXT_COLUMNS};
 use super::model::Batch;
+use super::tokenize::{TextTokenizer, SECOND_SEGMENT};
 use crate::bail_usage;
 use crate::device::upload;
 use crate::train::rng::{derive, epoch_order, SplitMix64};
@@ -57,6 +58,10 @@ pub struct Split {
     /// The header names of the columns read (text, and label when one was).
     pub text_column: String,
     pub label_column: Option<String>,
+    /// The second text of each row, where the texts are pairs (GLUE's MRPC,
+    /// RTE, QNLI, MNLI; SNLI): read from `pair_column`.
+    pub pairs: Vec<String>,
+    pub pair_column: Option<String>,
     /// How the columns were found, when not by their names (for the log).
     pub found_by: Option<String>,
 }
@@ -180,7 +185,7 @@ pub fn has_label_column(path: &Path, cols: &Columns) -> Option<bool> {
     if open(path, cols).is_ok() {
         return Some(true);
     }
-    open(path, &Columns { text: cols.text.clone(), label: None }).ok().map(|_| false)
+    open(path, &Columns { label: None, ..cols.clone() }).ok().map(|_| false)
 }
 
 /// A file's name without its directory, for messages.
@@ -192,14 +197,15 @@ pub fn file_name(path: &Path) -> String {
 /// counted in `skipped` instead of failing.
 pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
     let (bytes, delimiter, layout) = open(path, cols)?;
-    let Layout { names, header, text_at, label_at, found_by } = layout;
-    let mut rdr = csv_reader(&bytes, delimiter, header);
+    let mut rdr = csv_reader(&bytes, delimiter, layout.header);
+    let name_of = |i: usize| layout.names[i].clone();
     let mut split = Split {
         name: file_name(path),
         path: path.to_path_buf(),
-        text_column: names[text_at].clone(),
-        label_column: label_at.map(|i| names[i].clone()),
-        found_by,
+        text_column: name_of(layout.text_at),
+        label_column: layout.label_at.map(name_of),
+        pair_column: layout.pair_at.map(name_of),
+        found_by: layout.found_by.clone(),
         ..Default::default()
     };
     let mut record = csv::ByteRecord::new();
@@ -208,7 +214,7 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
         let line = rdr.position().line();
         let problem = match rdr.read_byte_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => check_row(&record, names.len(), text_at, label_at, delimiter),
+            Ok(true) => check_row(&record, &layout, delimiter),
             Err(e) => match e.kind() {
                 csv::ErrorKind::Io(_) => bail_usage!("cannot read {}: {e}", path.display()),
                 _ => Err(format!("{e}")),
@@ -216,8 +222,9 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
         };
         let line = record.position().map(|p| lines.line_at(&bytes, p.byte() as usize)).unwrap_or(line);
         match problem {
-            Ok((text, label)) => {
+            Ok((text, pair, label)) => {
                 split.texts.push(text);
+                split.pairs.extend(pair);
                 if let Some(l) = label {
                     split.labels.push(l);
                 }
@@ -262,13 +269,11 @@ fn utf8_or_windows_1252(bytes: Vec<u8>) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn check_row(
-    record: &csv::ByteRecord,
-    fields: usize,
-    text_at: usize,
-    label_at: Option<usize>,
-    delimiter: Delimiter,
-) -> std::result::Result<(String, Option<String>), String> {
+/// A row's text, second text (of a pair) and label.
+type Row = (String, Option<String>, Option<String>);
+
+fn check_row(record: &csv::ByteRecord, layout: &Layout, delimiter: Delimiter) -> std::result::Result<Row, String> {
+    let (fields, text_at, label_at) = (layout.names.len(), layout.text_at, layout.label_at);
     if record.len() != fields {
         return Err(format!("{} field(s) where the header has {fields} ({}?)", record.len(), delimiter.stray()));
     }
@@ -288,7 +293,8 @@ fn check_row(
         }
         None => None,
     };
-    Ok((text, label))
+    let pair = layout.pair_at.map(field).transpose()?;
+    Ok((text, pair, label))
 }
 
 /// The classes in id order: their values in the CSVs (numeric order when
@@ -453,23 +459,39 @@ impl Encoded {
     }
 }
 
-/// Pads token id rows to the longest into `[batch, len]` ids and mask.
+/// Pads token id rows to the longest into `[batch, len]` ids and mask, and
+/// token types where some ids carry [`SECOND_SEGMENT`] (pairs of texts).
 pub fn collate<'a>(rows: impl Iterator<Item = &'a [u32]> + Clone, pad_id: i64, device: Device) -> Result<Batch> {
     let n = rows.clone().count();
     let len = rows.clone().map(<[u32]>::len).max().unwrap_or(0).max(1);
     let mut ids = vec![pad_id; n * len];
     let mut mask = vec![0u8; n * len];
+    let mut types = vec![0i64; n * len];
     for (i, r) in rows.enumerate() {
         for (j, &t) in r.iter().enumerate() {
-            ids[i * len + j] = i64::from(t);
+            ids[i * len + j] = i64::from(t & !SECOND_SEGMENT);
+            types[i * len + j] = i64::from(t & SECOND_SEGMENT != 0);
             mask[i * len + j] = 1;
         }
     }
     let shape = [n as i64, len as i64];
+    let types = match types.contains(&1) {
+        true => Some(upload(&Tensor::f_from_slice(&types)?.f_view(shape)?, device)?),
+        false => None,
+    };
     Ok(Batch {
         ids: upload(&Tensor::f_from_slice(&ids)?.f_view(shape)?, device)?,
         mask: upload(&Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_kind(Kind::Bool)?, device)?,
+        types,
     })
+}
+
+/// A split's texts as token ids: pairs where it has a second text column.
+pub fn encode_texts(tokenizer: &TextTokenizer, split: &Split) -> Result<Vec<Vec<u32>>> {
+    match split.pair_column {
+        Some(_) => tokenizer.encode_pairs(&split.texts, &split.pairs),
+        None => tokenizer.encode(&split.texts),
+    }
 }
 
 /// The training batches of epoch `epoch`: a pure function of the seed, so a
@@ -539,9 +561,8 @@ pub fn fingerprint(split: &Split) -> String {
 }
 
 /// Reads a split with a context naming the file on unexpected failures.
-pub fn read_labelled(path: &Path, text: &Column, label: &Column, skip_bad: bool) -> Result<Split> {
-    let cols = Columns { text: text.clone(), label: Some(label.clone()) };
-    read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))
+pub fn read_labelled(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
+    read_csv(path, cols, skip_bad).with_context(|| format!("reading {}", path.display()))
 }
 
 #[cfg(test)]
@@ -559,7 +580,7 @@ mod tests {
     }
 
     fn cols() -> Columns {
-        Columns { text: named("titletext"), label: Some(named("label")) }
+        Columns::single(named("titletext"), Some(named("label")))
     }
 
     #[test]
@@ -598,7 +619,7 @@ mod tests {
         assert_eq!(s.records, vec![0, 3], "skipped rows keep their places");
         let labels = Labels::from_split(&s).unwrap();
         assert_eq!(labels.names, vec!["ham", "spam"]);
-        let e = read_csv(&p, &Columns { text: named("body"), label: None }, false).unwrap_err();
+        let e = read_csv(&p, &Columns::single(named("body"), None), false).unwrap_err();
         assert!(e.to_string().contains("no column 'body'") && e.to_string().contains("label, titletext"));
         // A UTF-8 file (it has "é") with broken bytes on one row.
         let bytes = dir.path().join("bin.csv");
@@ -612,7 +633,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("spam.csv");
         std::fs::write(&p, b"v1,v2,,,\nspam,\"win \xa3900 \x93now\x94\",,,\nham,\"s\xfc\xdf\",,,\n").unwrap();
-        let s = read_csv(&p, &Columns { text: named("v2"), label: Some(named("v1")) }, false).unwrap();
+        let s = read_csv(&p, &Columns::single(named("v2"), Some(named("v1"))), false).unwrap();
         assert_eq!(s.texts, vec!["win \u{a3}900 \u{201c}now\u{201d}", "s\u{fc}\u{df}"]);
         assert_eq!(s.labels, vec!["spam", "ham"]);
     }
@@ -620,7 +641,7 @@ mod tests {
     #[test]
     fn tab_separated_files_and_the_usual_column_names() {
         let dir = tempfile::tempdir().unwrap();
-        let usual = Columns { text: Column::Usual, label: Some(Column::Usual) };
+        let usual = Columns::single(Column::Usual, Some(Column::Usual));
         // GLUE's SST-2: tabs, no quoting (a text may open a quote it never closes).
         let p = write(dir.path(), "dev.tsv", "sentence\tlabel\n\" a quote, never closed\t1\nit's dull\t0\n");
         let s = read_csv(&p, &usual, false).unwrap();
@@ -638,11 +659,11 @@ mod tests {
         let p = write(dir.path(), "news.csv", "label,title,text,titletext\n1,t,x,t x\n");
         assert_eq!(read_csv(&p, &usual, false).unwrap().texts, vec!["t x"]);
         // A model's column where the file has it, else a usual one.
-        let trained = |c: &str| Columns { text: Column::Trained(c.into()), label: Some(Column::Usual) };
+        let trained = |c: &str| Columns::single(Column::Trained(c.into()), Some(Column::Usual));
         assert_eq!(read_csv(&p, &trained("title"), false).unwrap().texts, vec!["t"]);
         assert_eq!(read_csv(&p, &trained("body"), false).unwrap().texts, vec!["t x"]);
         // A named column is taken as named: no case folding, no fallback.
-        let e = read_csv(&p, &Columns { text: named("Text"), label: None }, false).unwrap_err().to_string();
+        let e = read_csv(&p, &Columns::single(named("Text"), None), false).unwrap_err().to_string();
         assert!(e.contains("no column 'Text'"), "{e}");
         // No usual name, and contents that show no column: every value differs.
         let p = write(dir.path(), "odd.csv", "v1,v2\nspam,win\nham,lose\neggs,draw\n");
@@ -664,15 +685,15 @@ mod tests {
         let s = read_csv(&ag, &usual, false).unwrap();
         assert_eq!((s.text_column.as_str(), s.label_column.as_deref()), ("column 2", Some("column 1")));
         assert_eq!((s.texts[0].as_str(), s.lines[0], s.records[0], s.len()), ("win 0 now", 1, 0, 12));
-        let cols = Columns { text: named("column 2"), label: None };
+        let cols = Columns::single(named("column 2"), None);
         assert_eq!(read_csv(&ag, &cols, false).unwrap().texts[0], "win 0 now");
-        let e = read_csv(&p, &Columns { text: named("v1"), label: Some(named("v1")) }, false).unwrap_err();
+        let e = read_csv(&p, &Columns::single(named("v1"), Some(named("v1"))), false).unwrap_err();
         assert!(e.to_string().contains("both be read from column 'v1'"), "{e}");
         // A row with a stray tab is named with its likely cause.
         let p = write(dir.path(), "bad.tsv", "sentence\tlabel\na\tb\t1\n");
         let e = read_csv(&p, &usual, false).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("a tab inside a text"), "{e}");
-        let usual_label = Columns { text: Column::Usual, label: Some(Column::Usual) };
+        let usual_label = Columns::single(Column::Usual, Some(Column::Usual));
         assert_eq!(has_label_column(&p, &usual_label), Some(true));
         let p = write(dir.path(), "test.tsv", "index\tsentence\n0\tfine\n");
         assert_eq!(has_label_column(&p, &usual_label), Some(false));
@@ -757,5 +778,12 @@ mod tests {
         assert_eq!(b.ids.size(), vec![2, 3]);
         assert_eq!(Vec::<i64>::try_from(b.ids.flatten(0, -1)).unwrap(), vec![101, 7, 102, 101, 102, 0]);
         assert_eq!(b.mask.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]), 5);
+        assert!(b.types.is_none(), "single texts: type 0 everywhere");
+        // A pair: the second segment's ids carry the bit, which becomes type 1.
+        let rows: Vec<Vec<u32>> = vec![vec![101, 7, 102, 8 | SECOND_SEGMENT, 102 | SECOND_SEGMENT], vec![101, 102]];
+        let b = collate(rows.iter().map(Vec::as_slice), 0, Device::Cpu).unwrap();
+        assert_eq!(Vec::<i64>::try_from(b.ids.flatten(0, -1)).unwrap(), vec![101, 7, 102, 8, 102, 101, 102, 0, 0, 0]);
+        let types = Vec::<i64>::try_from(b.types.unwrap().flatten(0, -1)).unwrap();
+        assert_eq!(types, vec![0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
     }
 }

@@ -48,6 +48,8 @@ impl Pass<'_> {
 pub struct Batch {
     pub ids: Tensor,
     pub mask: Tensor,
+    /// Token types `[batch, len]` for pairs of texts; `None`: type 0 everywhere.
+    pub types: Option<Tensor>,
 }
 
 struct Linear {
@@ -183,9 +185,10 @@ impl Embeddings {
         }
     }
 
-    /// Single-sentence inputs: token type 0 everywhere, positions from 0
-    /// (BERT) or from `pad_id + 1` with padding at `pad_id` (RoBERTa).
-    fn forward(&self, ids: &Tensor, pass: &Pass) -> Result<Tensor> {
+    /// Token type 0 everywhere unless `types` gives them (pairs of texts, in
+    /// models that have a second type), positions from 0 (BERT) or from
+    /// `pad_id + 1` with padding at `pad_id` (RoBERTa).
+    fn forward(&self, ids: &Tensor, types: Option<&Tensor>, pass: &Pass) -> Result<Tensor> {
         let len = ids.size()[1];
         // `padding_idx` keeps the [PAD] row's gradient at zero, as nn.Embedding does.
         let words = Tensor::f_embedding(&self.word, ids, self.pad_id, false, false)?;
@@ -199,9 +202,12 @@ impl Embeddings {
                 Tensor::f_embedding(&self.position, &ids, self.pad_id, false, false)?
             }
         };
-        let x = match &self.token_type {
-            Some(types) => words.f_add(&types.f_get(0)?)?.f_add(&positions)?,
-            None => words.f_add(&positions)?,
+        let x = match (&self.token_type, types) {
+            (Some(table), Some(t)) if table.size()[0] > 1 => {
+                words.f_add(&Tensor::f_embedding(table, t, -1, false, false)?)?.f_add(&positions)?
+            }
+            (Some(table), _) => words.f_add(&table.f_get(0)?)?.f_add(&positions)?,
+            (None, _) => words.f_add(&positions)?,
         };
         let x = self.ln.forward(&x)?;
         pass.dropout.apply(&x, self.dropout, Site::Embeddings)
@@ -540,7 +546,7 @@ impl BertClassifier {
 
     fn encode(&self, batch: &Batch, pass: &Pass, cls_only_last: bool) -> Result<Tensor> {
         let masks = Masks::new(&batch.mask, self.config.num_attention_heads)?;
-        let mut x = self.bert.embeddings.forward(&batch.ids, pass)?;
+        let mut x = self.bert.embeddings.forward(&batch.ids, batch.types.as_ref(), pass)?;
         if let Some(project) = &self.bert.project {
             x = project.forward(&x, pass.precision)?.f_to_kind(Kind::Float)?;
         }
@@ -599,7 +605,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let model = BertClassifier::new(&vs.root(), &config, 3);
         let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
-        let batch = Batch { mask: ids.ne(0), ids };
+        let batch = Batch { mask: ids.ne(0), ids, types: None };
         let _guard = tch::no_grad_guard();
         let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);
         let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
@@ -637,7 +643,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let model = BertClassifier::new(&vs.root(), &config, 2);
         let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
-        let batch = Batch { mask: ids.ne(0), ids };
+        let batch = Batch { mask: ids.ne(0), ids, types: None };
         let keys = DropoutKeys::new(5, 0, vec![0, 1], config.max_position_embeddings);
         let _guard = tch::no_grad_guard();
         let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);

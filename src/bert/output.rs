@@ -167,7 +167,13 @@ fn started_lines(s: &Started) -> Vec<String> {
             String::new()
         } else {
             let how = s.columns_found_by.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
-            format!("; text column '{}', label column '{}'{how}", s.text_column, s.label_column)
+            match &s.text_pair_column {
+                Some(pair) => format!(
+                    "; text pairs from columns '{}' and '{pair}', label column '{}'{how}",
+                    s.text_column, s.label_column
+                ),
+                None => format!("; text column '{}', label column '{}'{how}", s.text_column, s.label_column),
+            }
         };
     let classes: Vec<String> = if s.label_values.len() == s.labels.len() && s.label_values != s.labels {
         s.label_values.iter().zip(&s.labels).map(|(v, n)| format!("{v}={n}")).collect()
@@ -274,7 +280,10 @@ pub fn wrote_line(files: &[PathBuf]) -> String {
 pub fn prediction_lines(run: &PredictRun) -> Vec<String> {
     run.predictions
         .iter()
-        .map(|p| format!("Prediction for '{}': {} ({:.4})", shorten(&p.text, 60), p.label, p.probability))
+        .map(|p| {
+            let pair = p.pair.as_ref().map(|b| format!(" / '{}'", shorten(b, 60))).unwrap_or_default();
+            format!("Prediction for '{}'{pair}: {} ({:.4})", shorten(&p.text, 60), p.label, p.probability)
+        })
         .collect()
 }
 

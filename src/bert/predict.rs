@@ -175,24 +175,30 @@ fn trained_record(files: &ModelFiles) -> Option<serde_json::Value> {
     }
 }
 
-/// The CSV columns to read for `model`: those given, else the ones the model
-/// was trained on (recorded by `train`) where the file has them, else the
-/// usual names (`titletext`, `text`, `sentence`, ...; `label`, ...). Only
+/// The CSV columns to read for `model` (`[text, label, text pair]`): those
+/// given, else the ones the model was trained on (recorded by `train`) where
+/// the file has them, else the usual names (`titletext`, `text`, `sentence`,
+/// ...; `label`, ...; a usual pair where the model recorded none). Only
 /// local models are looked at; a Hub name gets the usual names.
-pub fn columns_for(model: &str, text: Option<String>, label: Option<String>) -> Columns {
+pub fn columns_for(model: &str, given: [Option<String>; 3]) -> Columns {
+    let [text, label, pair] = given;
     let trained = if text.is_some() && label.is_some() || !Path::new(model).is_dir() {
         None
     } else {
         hub::resolve(Some(model)).ok().and_then(|files| trained_record(&files))
     };
+    let recorded = |key: &str| trained.as_ref().and_then(|r| r.get(key)?.as_str()).map(str::to_string);
     let column = |given: Option<String>, key: &str| match given {
         Some(c) => Column::Named(c),
-        None => trained
-            .as_ref()
-            .and_then(|r| r.get(key)?.as_str())
-            .map_or(Column::Usual, |c| Column::Trained(c.to_string())),
+        None => recorded(key).map_or(Column::Usual, Column::Trained),
     };
-    Columns { text: column(text, "text_column"), label: Some(column(label, "label_column")) }
+    let pair = match (pair, recorded("text_pair_column")) {
+        (Some(c), _) => Some(Column::Named(c)),
+        (None, Some(c)) => Some(Column::Trained(c)),
+        (None, None) if text.is_none() && trained.is_none() => Some(Column::Usual),
+        (None, None) => None,
+    };
+    Columns { text: column(text, "text_column"), label: Some(column(label, "label_column")), pair }
 }
 
 /// Settings of `predict` and `evaluate`.
@@ -210,6 +216,9 @@ pub struct PredictConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Prediction {
     pub text: String,
+    /// The second text, for pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<String>,
     pub label: String,
     pub probability: f32,
     pub probabilities: Vec<f32>,
@@ -248,24 +257,35 @@ fn timed<T>(cluster: &Cluster, dev: &crate::device::Device, work: impl FnOnce() 
     Ok((out, cluster.max_f64(cluster.wtime() - t0)))
 }
 
-/// Predicts a class for each text; rank 0 gets the run, others `None`.
-pub fn predict(cluster: &Cluster, cfg: &PredictConfig, texts: Vec<String>) -> Result<Option<PredictRun>> {
+/// Predicts a class for each text, or each pair of `texts` and `pairs`
+/// (empty for single texts); rank 0 gets the run, others `None`.
+pub fn predict(
+    cluster: &Cluster,
+    cfg: &PredictConfig,
+    texts: Vec<String>,
+    pairs: Vec<String>,
+) -> Result<Option<PredictRun>> {
     let dev = placement(cluster, cfg)?;
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
-    let ids = loaded.tokenizer.encode(&texts)?;
+    let ids = match pairs.is_empty() {
+        true => loaded.tokenizer.encode(&texts)?,
+        false => loaded.tokenizer.encode_pairs(&texts, &pairs)?,
+    };
     let (logits, seconds) = timed(cluster, &dev, || {
         logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
     })?;
     if !cluster.is_root() {
         return Ok(None);
     }
+    let mut pairs = pairs.into_iter();
     let predictions = texts
         .into_iter()
         .zip(logits)
         .map(|(text, logits)| {
             let probabilities = softmax(&logits);
             let (best, probability) = argmax(&probabilities);
-            Prediction { text, label: loaded.labels.names[best].clone(), probability, probabilities, logits }
+            let label = loaded.labels.names[best].clone();
+            Prediction { text, pair: pairs.next(), label, probability, probabilities, logits }
         })
         .collect::<Vec<_>>();
     Ok(Some(PredictRun {
@@ -322,7 +342,7 @@ pub fn evaluate_file(
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
     let split: Split = cluster.agree(data::read_csv(file, cols, skip_bad))?;
     let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
-    let set = Encoded { ids: loaded.tokenizer.encode(&split.texts)?, labels: label_ids };
+    let set = Encoded { ids: data::encode_texts(&loaded.tokenizer, &split)?, labels: label_ids };
     let (ev, seconds) = timed(cluster, &dev, || {
         evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
     })?;
@@ -346,8 +366,10 @@ pub fn evaluate_file(
     }))
 }
 
-/// Reads the texts of a CSV file's `column` for prediction.
-pub fn texts_from_csv(path: &Path, column: Column, skip_bad: bool) -> Result<Vec<String>> {
-    let cols = Columns { text: column, label: None };
-    Ok(data::read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))?.texts)
+/// Reads the texts of a CSV file for prediction: `cols`' text column, and
+/// the second texts where they are pairs (else empty).
+pub fn texts_from_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<(Vec<String>, Vec<String>)> {
+    let cols = Columns { label: None, ..cols.clone() };
+    let split = data::read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))?;
+    Ok((split.texts, split.pairs))
 }

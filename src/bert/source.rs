@@ -158,6 +158,8 @@ pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, 
             text_column: all.text_column.clone(),
             label_column: all.label_column.clone(),
             found_by: all.found_by.clone(),
+            pairs: if all.pairs.is_empty() { Vec::new() } else { rows.iter().map(|&i| all.pairs[i].clone()).collect() },
+            pair_column: all.pair_column.clone(),
         }
     };
     let mut train_split = pick(&mut train, "train");

@@ -23,9 +23,13 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
-use tokenizers::{AddedToken, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{AddedToken, EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::bail_usage;
+
+/// The bit of a token id that marks it as the second text's of a pair (no
+/// vocabulary comes near 2^31 entries).
+pub const SECOND_SEGMENT: u32 = 1 << 31;
 
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -135,6 +139,25 @@ impl TextTokenizer {
         let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
         let enc = self.inner.encode_batch(texts, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
         Ok(enc.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Pairs of texts (`[CLS] a [SEP] b [SEP]`, the longer cut first), as
+    /// `transformers` encodes `tokenizer(a, b)`. Tokens of the second text's
+    /// segment (token type 1) carry [`SECOND_SEGMENT`] in their id, so the
+    /// pairs travel as plain id rows; [`super::data::collate`] takes it back out.
+    pub fn encode_pairs<S: AsRef<str>>(&self, first: &[S], second: &[S]) -> Result<Vec<Vec<u32>>> {
+        let pairs: Vec<EncodeInput> = first.iter().zip(second).map(|(a, b)| (a.as_ref(), b.as_ref()).into()).collect();
+        let enc = self.inner.encode_batch(pairs, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
+        Ok(enc
+            .into_iter()
+            .map(|e| {
+                e.get_ids()
+                    .iter()
+                    .zip(e.get_type_ids())
+                    .map(|(&id, &t)| if t > 0 { id | SECOND_SEGMENT } else { id })
+                    .collect()
+            })
+            .collect())
     }
 
     pub fn vocab_size(&self) -> usize {

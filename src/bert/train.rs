@@ -74,6 +74,10 @@ pub struct TrainConfig {
     /// `None`: `label` or another usual name ([`data::LABEL_COLUMNS`]).
     #[serde(default)]
     pub label_column: Option<String>,
+    /// The second text of pairs. `None`: a usual pair where no text column
+    /// was named ([`super::columns::PAIR_COLUMNS`]), else single texts.
+    #[serde(default)]
+    pub text_pair_column: Option<String>,
     pub skip_bad_rows: bool,
     pub resume: bool,
     /// Validate every this many steps; `None`: every half epoch.
@@ -242,6 +246,9 @@ pub struct Started {
     /// How the columns were found, when not by their names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns_found_by: Option<String>,
+    /// The second text's column, for pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_pair_column: Option<String>,
     /// How one source file was split (`spam.csv split 80/10/10 by class (seed 42)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_by: Option<String>,
@@ -339,6 +346,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let cfg = &TrainConfig {
         text_column: Some(data.train_split.text_column.clone()),
         label_column: data.train_split.label_column.clone(),
+        text_pair_column: data.train_split.pair_column.clone(),
         ..cfg.clone()
     };
 
@@ -431,6 +439,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         text_column: data.train_split.text_column.clone(),
         label_column: data.train_split.label_column.clone().unwrap_or_default(),
         columns_found_by: data.train_split.found_by.clone(),
+        text_pair_column: data.train_split.pair_column.clone(),
         split_by: data.split_by.clone(),
         skipped_rows: data.skipped.clone(),
         max_len: cfg.max_len,
@@ -648,8 +657,16 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if cfg.epochs == 0 || cfg.batch_size == 0 {
         bail_usage!("--epochs and --batch-size must be at least 1");
     }
-    let read = |p: &Path, text: &Column, label: &Column| data::read_labelled(p, text, label, cfg.skip_bad_rows);
+    let read = |p: &Path, text: &Column, label: &Column, pair: &Option<Column>| {
+        let cols = Columns { text: text.clone(), label: Some(label.clone()), pair: pair.clone() };
+        data::read_labelled(p, &cols, cfg.skip_bad_rows)
+    };
     let (text, label) = (Column::from_flag(cfg.text_column.clone()), Column::from_flag(cfg.label_column.clone()));
+    let pair = match (&cfg.text_pair_column, &cfg.text_column) {
+        (Some(c), _) => Some(Column::Named(c.clone())),
+        (None, None) => Some(Column::Usual),
+        (None, Some(_)) => None,
+    };
     let mut unlabelled_test = None;
     let (train_split, valid_split, test_split, split_by, files) = match Source::find(&cfg.source)? {
         Source::Dir { valid: Some(_), .. } if cfg.split.is_some() => bail_usage!(
@@ -657,12 +674,13 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             cfg.source.display()
         ),
         Source::Dir { train, valid, test } => {
-            let train = read(&train, &text, &label)?;
+            let train = read(&train, &text, &label, &pair)?;
             // The other files are read by the columns the training file had.
             let text = Column::Named(train.text_column.clone());
             let label = train.label_column.clone().map_or(label, Column::Named);
+            let pair = train.pair_column.clone().map(Column::Named);
             let (train, valid) = match valid {
-                Some(v) => (train, read(&v, &text, &label)?),
+                Some(v) => (train, read(&v, &text, &label, &pair)?),
                 None => {
                     let shares = cfg.split.unwrap_or(source::HELD_OUT);
                     if shares.test > 0 {
@@ -682,18 +700,18 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
                 Some(p)
-                    if data::has_label_column(&p, &Columns { text: text.clone(), label: Some(label.clone()) })
+                    if data::has_label_column(&p, &Columns { text: text.clone(), label: Some(label.clone()), pair: pair.clone() })
                         == Some(false) =>
                 {
                     // Read now, so a bad row stops the run before training, not after.
-                    let cols = Columns { text: text.clone(), label: None };
+                    let cols = Columns { text: text.clone(), label: None, pair: pair.clone() };
                     let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    let ids = tokenizer.encode(&split.texts)?;
+                    let ids = data::encode_texts(tokenizer, &split)?;
                     unlabelled_test = Some(Unlabelled { ids, split, why: "it has no label column" });
                     None
                 }
-                Some(p) => Some(read(&p, &text, &label)?),
+                Some(p) => Some(read(&p, &text, &label, &pair)?),
                 None => None,
             };
             let files = [train.name.clone(), valid.name.clone(), test_name];
@@ -701,7 +719,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         }
         Source::File(path) => {
             let shares = cfg.split.unwrap_or_default();
-            let all = read(&path, &text, &label)?;
+            let all = read(&path, &text, &label, &pair)?;
             if all.is_empty() {
                 bail_usage!("{} has no rows to train on", path.display());
             }
@@ -720,7 +738,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     // Hugging Face's exports of GLUE's test sets mark every label -1: none.
     let test_split = match test_split {
         Some(t) if !t.is_empty() && t.labels.iter().all(|l| l == "-1") && !labels.values.iter().any(|v| v == "-1") => {
-            let ids = tokenizer.encode(&t.texts)?;
+            let ids = data::encode_texts(tokenizer, &t)?;
             unlabelled_test =
                 Some(Unlabelled { ids, split: t, why: "its labels are all -1, Hugging Face's mark for none" });
             None
@@ -728,7 +746,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         t => t,
     };
     let encode = |s: &Split| -> Result<Encoded> {
-        Ok(Encoded { ids: tokenizer.encode(&s.texts)?, labels: labels.ids(s, &train_split.name)? })
+        Ok(Encoded { ids: data::encode_texts(tokenizer, s)?, labels: labels.ids(s, &train_split.name)? })
     };
     let train = encode(&train_split)?;
     let valid = encode(&valid_split)?;
@@ -875,6 +893,7 @@ fn save_model(
         "valid_loss": state.best.as_ref().map(|b| b.valid_loss),
         "text_column": cfg.text_column,
         "label_column": cfg.label_column,
+        "text_pair_column": cfg.text_pair_column,
         "base_model": state.identity.model,
         "config": config.for_classification(labels),
     });
