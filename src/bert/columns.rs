@@ -180,6 +180,14 @@ enum Found {
     Guess,
 }
 
+/// The column's index where it was found by name or number.
+fn index(f: &Found) -> Option<usize> {
+    match f {
+        Found::Name(i) | Found::Number { at: i, .. } => Some(*i),
+        Found::Guess => None,
+    }
+}
+
 /// The number a column name gives, counted from 1, where no header name is
 /// it: `column K`, which only a file without a header row is named by, or `K`.
 fn by_number(name: &str, fields: usize) -> Option<Found> {
@@ -252,10 +260,8 @@ pub fn locate(
     let pair_at = match (&cols.pair, usual_pair) {
         (_, Some((_, b))) => Some(b),
         (Some(want @ (Column::Named(c) | Column::Trained(c))), None) => {
-            match first.iter().position(|n| n == c).or_else(|| match by_number(c, fields) {
-                Some(Found::Number { at, .. }) => Some(at),
-                _ => None,
-            }) {
+            // By its name or number only: a pair's second text is never guessed.
+            match find(&first, &Column::Named(c.clone()), &[]).as_ref().and_then(index) {
                 Some(i) => Some(i),
                 None => {
                     let flag = if matches!(want, Column::Named(_)) { "--text-pair-column" } else { "--text-column" };
@@ -286,18 +292,14 @@ pub fn locate(
         (Some(None), Some(want)) => return named_missing(want, "--label-column"),
         (l, _) => l.flatten(),
     };
-    let at = |f: &Found| match f {
-        Found::Name(i) | Found::Number { at: i, .. } => Some(*i),
-        Found::Guess => None,
-    };
     let by_name = matches!(text, Found::Name(_)) || matches!(label, Some(Found::Name(_)));
     let marked_headerless = [Some(&text), label.as_ref()]
         .into_iter()
         .flatten()
         .any(|f| matches!(f, Found::Number { headerless: true, .. }));
     let guessing = matches!(text, Found::Guess) || matches!(label, Some(Found::Guess));
-    let numbered = !by_name && !marked_headerless && at(&text).is_some();
-    let (mut text_at, mut label_at) = (at(&text), label.as_ref().and_then(at));
+    let numbered = !by_name && !marked_headerless && index(&text).is_some();
+    let (mut text_at, mut label_at) = (index(&text), label.as_ref().and_then(index));
     let mut header = !marked_headerless;
     let mut guessed = Vec::new();
     if guessing || (numbered && label.is_some()) {

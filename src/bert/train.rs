@@ -657,15 +657,16 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if cfg.epochs == 0 || cfg.batch_size == 0 {
         bail_usage!("--epochs and --batch-size must be at least 1");
     }
-    let read = |p: &Path, text: &Column, label: &Column, pair: &Option<Column>| {
-        let cols = Columns { text: text.clone(), label: Some(label.clone()), pair: pair.clone() };
-        data::read_labelled(p, &cols, cfg.skip_bad_rows)
-    };
-    let (text, label) = (Column::from_flag(cfg.text_column.clone()), Column::from_flag(cfg.label_column.clone()));
+    let read = |p: &Path, cols: &Columns| data::read_labelled(p, cols, cfg.skip_bad_rows);
     let pair = match (&cfg.text_pair_column, &cfg.text_column) {
         (Some(c), _) => Some(Column::Named(c.clone())),
         (None, None) => Some(Column::Usual),
         (None, Some(_)) => None,
+    };
+    let flags = Columns {
+        text: Column::from_flag(cfg.text_column.clone()),
+        label: Some(Column::from_flag(cfg.label_column.clone())),
+        pair,
     };
     let mut unlabelled_test = None;
     let (train_split, valid_split, test_split, split_by, files) = match Source::find(&cfg.source)? {
@@ -674,13 +675,15 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             cfg.source.display()
         ),
         Source::Dir { train, valid, test } => {
-            let train = read(&train, &text, &label, &pair)?;
+            let train = read(&train, &flags)?;
             // The other files are read by the columns the training file had.
-            let text = Column::Named(train.text_column.clone());
-            let label = train.label_column.clone().map_or(label, Column::Named);
-            let pair = train.pair_column.clone().map(Column::Named);
+            let others = Columns {
+                text: Column::Named(train.text_column.clone()),
+                label: train.label_column.clone().map(Column::Named).or(flags.label),
+                pair: train.pair_column.clone().map(Column::Named),
+            };
             let (train, valid) = match valid {
-                Some(v) => (train, read(&v, &text, &label, &pair)?),
+                Some(v) => (train, read(&v, &others)?),
                 None => {
                     let shares = cfg.split.unwrap_or(source::HELD_OUT);
                     if shares.test > 0 {
@@ -699,19 +702,16 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             };
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
-                Some(p)
-                    if data::has_label_column(&p, &Columns { text: text.clone(), label: Some(label.clone()), pair: pair.clone() })
-                        == Some(false) =>
-                {
+                Some(p) if data::has_label_column(&p, &others) == Some(false) => {
                     // Read now, so a bad row stops the run before training, not after.
-                    let cols = Columns { text: text.clone(), label: None, pair: pair.clone() };
+                    let cols = Columns { label: None, ..others.clone() };
                     let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)
                         .with_context(|| format!("reading {}", p.display()))?;
                     let ids = data::encode_texts(tokenizer, &split)?;
                     unlabelled_test = Some(Unlabelled { ids, split, why: "it has no label column" });
                     None
                 }
-                Some(p) => Some(read(&p, &text, &label, &pair)?),
+                Some(p) => Some(read(&p, &others)?),
                 None => None,
             };
             let files = [train.name.clone(), valid.name.clone(), test_name];
@@ -719,7 +719,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         }
         Source::File(path) => {
             let shares = cfg.split.unwrap_or_default();
-            let all = read(&path, &text, &label, &pair)?;
+            let all = read(&path, &flags)?;
             if all.is_empty() {
                 bail_usage!("{} has no rows to train on", path.display());
             }
