@@ -64,7 +64,8 @@ struct TrainArgs {
     output: PathBuf,
     /// The folder with train.csv, valid.csv and (optionally) test.csv, or one labelled CSV
     /// file, split by class into train, valid and test (--split). A folder without valid.csv
-    /// has a tenth of train.csv held out for validation.
+    /// has a tenth of train.csv held out for validation. TSV, semicolon-separated and JSON
+    /// lines files (.tsv, .jsonl, .json), gzipped or not, are read as well.
     #[arg(short = 's', long, default_value = ".")]
     source: PathBuf,
     /// With -s FILE: percent of its rows for train, valid and test, split by class
@@ -155,7 +156,7 @@ struct PredictArgs {
     /// A file with one text per line ('-': stdin).
     #[arg(long, value_name = "PATH", conflicts_with = "csv")]
     file: Option<PathBuf>,
-    /// A CSV file with a header; classifies its --text-column.
+    /// A CSV file with a header (or TSV, or JSON lines); classifies its --text-column.
     #[arg(long, value_name = "PATH")]
     csv: Option<PathBuf>,
     /// The CSV column with the text [default: the one the model was trained on, else the first usual name the file has: titletext, text, sentence, ...].
@@ -176,7 +177,7 @@ struct PredictArgs {
 struct EvaluateArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The labelled CSV file.
+    /// The labelled CSV file (or TSV, or JSON lines).
     #[arg(value_name = "CSV", required_unless_present = "csv_flag")]
     csv: Option<PathBuf>,
     /// The labelled CSV file, named as predict names it.

@@ -564,6 +564,60 @@ fn files_without_usual_column_names_or_a_header_row_train_with_no_flags() {
     assert!(r.stdout.contains("(80 rows)"), "{}", r.stdout);
 }
 
+/// Hugging Face datasets' `to_json` files: JSON lines, gzipped, string
+/// labels, an extra key; then a JSON array to evaluate and JSON lines
+/// without labels to predict.
+#[test]
+fn json_lines_files_train_evaluate_and_predict() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hf");
+    std::fs::create_dir_all(&data).unwrap();
+    let objects = |n: usize, seed: u64| -> Vec<String> {
+        let (ham, spam) = (sentences(&HAM, n, seed), sentences(&SPAM, n, seed + 100));
+        (0..n)
+            .map(|i| {
+                let (label, t) = if i % 2 == 0 { ("ham", &ham[i]) } else { ("spam", &spam[i]) };
+                format!("{{\"idx\": {i}, \"text\": \"{t}\\nas sent\", \"label\": \"{label}\"}}")
+            })
+            .collect()
+    };
+    let gzipped = |name: &str, lines: &[String]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(lines.join("\n").as_bytes()).unwrap();
+        std::fs::write(data.join(name), gz.finish().unwrap()).unwrap();
+    };
+    gzipped("train.jsonl.gz", &objects(48, 11));
+    gzipped("validation.jsonl.gz", &objects(16, 12));
+    let out = dir.path().join("out");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "2", "--lr", "1e-4"]), 300).ok();
+    assert!(
+        r.stdout.contains("Data: train.jsonl.gz 48, validation.jsonl.gz 16, no test.csv rows; text column 'text', label column 'label'; classes ham, spam;"),
+        "{}",
+        r.stdout
+    );
+    let array = dir.path().join("test.json");
+    std::fs::write(&array, format!("[\n{}\n]\n", objects(10, 13).join(",\n"))).unwrap();
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", array.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("(10 rows)"), "{}", r.stdout);
+    let accuracy = r.stdout.lines().find(|l| l.trim_start().starts_with("accuracy")).unwrap_or_default().to_string();
+    assert!(accuracy.contains("1.0000") || accuracy.contains("0.9000"), "{}", r.stdout);
+    let texts = dir.path().join("texts.jsonl");
+    std::fs::write(&texts, "{\"text\": \"apple pear plum\"}\n{\"text\": \"brake gear axle\"}\n").unwrap();
+    let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "--csv", texts.to_str().unwrap()], 120).ok();
+    assert!(
+        r.stdout.contains("'apple pear plum': ham (") && r.stdout.contains("'brake gear axle': spam ("),
+        "{}",
+        r.stdout
+    );
+    // A list of labels per row (multi-label data) is refused in one line.
+    gzipped("train.jsonl.gz", &["{\"text\": \"a\", \"label\": [0, 1]}".to_string()]);
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o]), 120);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("train.jsonl.gz line 1: column 'label' holds a list"), "{}", r.stderr);
+}
+
 /// Sentence pairs as GLUE's MRPC, RTE or QNLI hold them: `sentence1`,
 /// `sentence2` and a label that says whether both come from the same
 /// vocabulary, so neither text alone tells the class. No column flags: the

@@ -243,9 +243,12 @@ fn guess_text(p: &[Profile], rows: usize, not: Option<usize>) -> Option<usize> {
 
 /// Where `cols` are in a file whose first row is `first`; `rows` gives the
 /// rows after it (a sample is enough), read only when no name says where.
+/// `named`: the file names its columns itself (JSON's keys), so `first` is
+/// a header whatever the rows hold.
 pub fn locate(
     path: &Path,
     first: Vec<String>,
+    named: bool,
     cols: &Columns,
     rows: impl FnOnce() -> Vec<csv::ByteRecord>,
 ) -> Result<Layout> {
@@ -339,12 +342,12 @@ pub fn locate(
             guessed.push("the text the longest values".to_string());
         }
         // A first row whose label is one of the label column's classes is data.
-        if !by_name && !marked_headerless {
+        if !by_name && !marked_headerless && !named {
             if let Some(j) = label_at {
                 header = !p[j].distinct.contains(first[j].trim().as_bytes());
             }
         }
-    } else if numbered {
+    } else if numbered && !named {
         // No label to tell by: a column asked for by number is of a file
         // without names for its columns.
         header = false;
@@ -424,7 +427,7 @@ mod tests {
             record(&["ham", "U dun say so early hor... U c already then say", "x", "", ""]),
             record(&["ham", "Nah I don't think he goes to usf", "", "", ""]),
         ];
-        let l = locate(Path::new("spam.csv"), first.clone(), &usual(), || rows.clone()).unwrap();
+        let l = locate(Path::new("spam.csv"), first.clone(), false, &usual(), || rows.clone()).unwrap();
         assert_eq!((l.text_at, l.label_at, l.header), (1, Some(0), true));
         assert_eq!(l.names[..2], strings(&["v1", "v2"]));
         let said = l.found_by.unwrap();
@@ -434,12 +437,12 @@ mod tests {
         );
         // A named text column: only the label is guessed.
         let cols = Columns::single(Column::Named("v2".into()), Some(Column::Usual));
-        let l = locate(Path::new("spam.csv"), first.clone(), &cols, || rows.clone()).unwrap();
+        let l = locate(Path::new("spam.csv"), first.clone(), false, &cols, || rows.clone()).unwrap();
         assert_eq!((l.text_at, l.label_at), (1, Some(0)));
         assert!(!l.found_by.unwrap().contains("the text"));
         // Named columns read no rows.
         let cols = Columns::single(Column::Named("v2".into()), Some(Column::Named("v1".into())));
-        let l = locate(Path::new("spam.csv"), first, &cols, || panic!("rows read")).unwrap();
+        let l = locate(Path::new("spam.csv"), first, false, &cols, || panic!("rows read")).unwrap();
         assert_eq!((l.text_at, l.label_at, l.found_by), (1, Some(0), None));
     }
 
@@ -454,7 +457,7 @@ mod tests {
                 record(&[&class, "A title", &format!("A longer description of the story number {i}")])
             })
             .collect();
-        let l = locate(Path::new("train.csv"), first.clone(), &usual(), || rows.clone()).unwrap();
+        let l = locate(Path::new("train.csv"), first.clone(), false, &usual(), || rows.clone()).unwrap();
         assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
         assert_eq!(l.names, strings(&["column 1", "column 2", "column 3"]));
         assert!(l
@@ -463,25 +466,25 @@ mod tests {
             .starts_with("no header row: columns numbered from 1; found by their contents: the label holds 4 classes"));
         // Its other files are read by those names, as data from the first row.
         let cols = Columns::single(Column::Named("column 3".into()), Some(Column::Named("column 1".into())));
-        let l = locate(Path::new("valid.csv"), first.clone(), &cols, || panic!("rows read")).unwrap();
+        let l = locate(Path::new("valid.csv"), first.clone(), false, &cols, || panic!("rows read")).unwrap();
         assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
         // Plain numbers, where no column has them as names: the first row's
         // label tells whether it is data.
         let cols = Columns::single(Column::Named("3".into()), Some(Column::Named("1".into())));
         let mut fourth = first.clone();
         fourth[0] = "4".into();
-        let l = locate(Path::new("train.csv"), fourth, &cols, || rows.clone()).unwrap();
+        let l = locate(Path::new("train.csv"), fourth, false, &cols, || rows.clone()).unwrap();
         assert_eq!((l.text_at, l.label_at, l.header), (2, Some(0), false));
         let mut named = first.clone();
         named[0] = "Class Index".into();
-        let l = locate(Path::new("train.csv"), named, &cols, || rows.clone()).unwrap();
+        let l = locate(Path::new("train.csv"), named, false, &cols, || rows.clone()).unwrap();
         assert!(l.header, "a first row whose label is no class names the columns");
         // A name wins over a number: here '3' is the first column.
-        let e = locate(Path::new("train.csv"), first.clone(), &cols, || rows.clone()).unwrap_err();
+        let e = locate(Path::new("train.csv"), first.clone(), false, &cols, || rows.clone()).unwrap_err();
         assert!(e.to_string().contains("both be read from column '3'"), "{e}");
         // A column number beyond the file's is missing.
         let cols = Columns::single(Column::Named("4".into()), None);
-        let e = locate(Path::new("t.csv"), first, &cols, || rows.clone()).unwrap_err();
+        let e = locate(Path::new("t.csv"), first, false, &cols, || rows.clone()).unwrap_err();
         assert!(e.to_string().contains("has no column '4'"), "{e}");
     }
 
@@ -491,17 +494,17 @@ mod tests {
         let first = strings(&["a", "b"]);
         let rows: Vec<csv::ByteRecord> =
             (0..30).map(|i| record(&[&format!("x{i}"), &format!("some text {i}")])).collect();
-        let e = locate(Path::new("odd.csv"), first.clone(), &usual(), || rows.clone()).unwrap_err();
+        let e = locate(Path::new("odd.csv"), first.clone(), false, &usual(), || rows.clone()).unwrap_err();
         assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
         let e = e.to_string();
         assert!(e.contains("no label column under a usual name") && e.contains("its columns: a, b"), "{e}");
         assert!(e.contains("--label-column"), "{e}");
         // A header and no rows.
-        let e = locate(Path::new("odd.csv"), first.clone(), &usual(), Vec::new).unwrap_err();
+        let e = locate(Path::new("odd.csv"), first.clone(), false, &usual(), Vec::new).unwrap_err();
         assert!(e.to_string().contains("no label column"), "{e}");
         // A model's column that is not there is named.
         let cols = Columns::single(Column::Trained("body".into()), None);
-        let e = locate(Path::new("odd.csv"), first, &cols, Vec::new).unwrap_err();
+        let e = locate(Path::new("odd.csv"), first, false, &cols, Vec::new).unwrap_err();
         assert!(e.to_string().contains("no text column under the model's name 'body' or a usual name"), "{e}");
     }
 }

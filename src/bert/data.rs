@@ -29,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 use super::columns::{self, Layout};
 pub use super::columns::{Column, Columns, LABEL_COLUMNS, TEXT_COLUMNS};
 use super::model::Batch;
+use super::table::Table;
 use super::tokenize::{TextTokenizer, SECOND_SEGMENT};
 use crate::bail_usage;
 use crate::device::upload;
@@ -76,116 +77,19 @@ impl Split {
     }
 }
 
-/// Line numbers of byte offsets, counted forward as records are read. (The
-/// csv crate's own count is one short after a CRLF line end, where a record's
-/// position is the `\n` of the previous line's end.)
-#[derive(Default)]
-struct LineCounter {
-    offset: usize,
-    newlines: u64,
+/// A file's rows and where its columns are.
+fn open(path: &Path, cols: &Columns) -> Result<(Table, Layout)> {
+    let table = Table::load(path)?;
+    let layout = locate(&table, path, cols)?;
+    Ok((table, layout))
 }
 
-impl LineCounter {
-    /// The 1-based line of the first character at or after `offset` that is
-    /// not a line end. Offsets must not decrease between calls.
-    fn line_at(&mut self, bytes: &[u8], offset: usize) -> u64 {
-        let mut start = offset.min(bytes.len());
-        while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        let from = self.offset.min(start);
-        self.newlines += bytes[from..start].iter().filter(|&&b| b == b'\n').count() as u64;
-        self.offset = start;
-        self.newlines + 1
-    }
-}
-
-/// How a file separates its fields: tabs where its name says so (`.tsv`,
-/// `.tab`) or where its header row has tabs and no commas (GLUE's files,
-/// spreadsheet exports), else commas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Delimiter {
-    Comma,
-    Tab,
-}
-
-impl Delimiter {
-    fn of(path: &Path, bytes: &[u8]) -> Delimiter {
-        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-        if matches!(ext.as_deref(), Some("tsv" | "tab")) {
-            return Delimiter::Tab;
-        }
-        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-        if header.contains(&b'\t') && !header.contains(&b',') {
-            Delimiter::Tab
-        } else {
-            Delimiter::Comma
-        }
-    }
-
-    /// What a row with the wrong number of fields most likely has.
-    fn stray(self) -> &'static str {
-        match self {
-            Delimiter::Comma => "an unquoted comma or an unclosed quote",
-            Delimiter::Tab => "a tab inside a text",
-        }
-    }
-}
-
-/// How every file here is read: rows of any length (each is checked against
-/// the first, naming its line), after a header row where `header`.
-/// Tab-separated files are read without quoting, as GLUE's loaders read
-/// them: a text may begin with a quote it never closes.
-fn csv_reader(bytes: &[u8], delimiter: Delimiter, header: bool) -> csv::Reader<&[u8]> {
-    let mut b = csv::ReaderBuilder::new();
-    b.has_headers(header).flexible(true);
-    if delimiter == Delimiter::Tab {
-        b.delimiter(b'\t').quoting(false);
-    }
-    b.from_reader(bytes)
-}
-
-/// A file's bytes as UTF-8 without a byte-order mark, and where its columns are.
-fn open(path: &Path, cols: &Columns) -> Result<(Vec<u8>, Delimiter, Layout)> {
-    let mut bytes = match std::fs::read(path) {
-        Ok(b) => utf8_or_windows_1252(b),
-        Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
-    };
-    if bytes.starts_with("\u{feff}".as_bytes()) {
-        bytes.drain(..3);
-    }
-    let delimiter = Delimiter::of(path, &bytes);
-    let first = header_names(&mut csv_reader(&bytes, delimiter, true), path)?;
-    let sample = || {
-        let mut rdr = csv_reader(&bytes, delimiter, true);
-        rdr.byte_records().take(SAMPLE_ROWS).filter_map(|r| r.ok()).collect()
-    };
-    let layout = columns::locate(path, first, cols, sample)?;
-    Ok((bytes, delimiter, layout))
-}
-
-/// The cells of a file's first row, trimmed: the columns' names where it is
-/// a header.
-fn header_names(rdr: &mut csv::Reader<&[u8]>, path: &Path) -> Result<Vec<String>> {
-    let header = match rdr.byte_headers() {
-        Ok(h) => h.clone(),
-        Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
-    };
-    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
-    if names.iter().all(|n| n.is_empty()) {
-        bail_usage!("{} is empty: expected a header row naming the columns", path.display());
-    }
-    Ok(names)
-}
-
-/// Whether the file has the label column of `cols` (found as [`read_csv`]
-/// finds it): `Some(false)` when its text column is there and its label
-/// column is not; `None` when the file cannot be read (reading it for real says why).
-pub fn has_label_column(path: &Path, cols: &Columns) -> Option<bool> {
-    if open(path, cols).is_ok() {
-        return Some(true);
-    }
-    open(path, &Columns { label: None, ..cols.clone() }).ok().map(|_| false)
+fn locate(table: &Table, path: &Path, cols: &Columns) -> Result<Layout> {
+    let first = table.first_row(path)?;
+    let layout = columns::locate(path, first, table.named(), cols, || table.sample(SAMPLE_ROWS))?;
+    let read: Vec<usize> = [Some(layout.text_at), layout.label_at, layout.pair_at].into_iter().flatten().collect();
+    table.single_values(path, &layout.names, &read)?;
+    Ok(layout)
 }
 
 /// A file's name without its directory, for messages.
@@ -193,11 +97,27 @@ pub fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Reads a CSV file with a header. With `skip_bad`, unreadable rows are
+/// Reads a data file ([`Table`]). With `skip_bad`, unreadable rows are
 /// counted in `skipped` instead of failing.
-pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
-    let (bytes, delimiter, layout) = open(path, cols)?;
-    let mut rdr = csv_reader(&bytes, delimiter, layout.header);
+pub fn read_split(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
+    let (table, layout) = open(path, cols)?;
+    rows_of(&table, &layout, path, skip_bad)
+}
+
+/// Reads a test file, labelled where it has the label column of `cols`
+/// (found as [`read_split`] finds it), else as texts alone; says which.
+pub fn read_maybe_labelled(path: &Path, cols: &Columns, skip_bad: bool) -> Result<(Split, bool)> {
+    let table = Table::load(path)?;
+    match locate(&table, path, cols) {
+        Ok(layout) => Ok((rows_of(&table, &layout, path, skip_bad)?, true)),
+        Err(labelled) => match locate(&table, path, &Columns { label: None, ..cols.clone() }) {
+            Ok(layout) => Ok((rows_of(&table, &layout, path, skip_bad)?, false)),
+            Err(_) => Err(labelled),
+        },
+    }
+}
+
+fn rows_of(table: &Table, layout: &Layout, path: &Path, skip_bad: bool) -> Result<Split> {
     let name_of = |i: usize| layout.names[i].clone();
     let mut split = Split {
         name: file_name(path),
@@ -208,20 +128,9 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
         found_by: layout.found_by.clone(),
         ..Default::default()
     };
-    let mut record = csv::ByteRecord::new();
-    let mut lines = LineCounter::default();
-    for record_index in 0u64.. {
-        let line = rdr.position().line();
-        let problem = match rdr.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => check_row(&record, &layout, delimiter),
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Io(_) => bail_usage!("cannot read {}: {e}", path.display()),
-                _ => Err(format!("{e}")),
-            },
-        };
-        let line = record.position().map(|p| lines.line_at(&bytes, p.byte() as usize)).unwrap_or(line);
-        match problem {
+    table.rows(path, layout.header, |row| {
+        let line = row.line;
+        match row.cells.and_then(|cells| check_row(cells, layout, table.stray())) {
             Ok((text, pair, label)) => {
                 split.texts.push(text);
                 split.pairs.extend(pair);
@@ -229,53 +138,26 @@ pub fn read_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
                     split.labels.push(l);
                 }
                 split.lines.push(line);
-                split.records.push(record_index);
+                split.records.push(row.index);
             }
-            Err(why) if skip_bad => {
-                let _ = why;
-                split.skipped.push(line);
-            }
+            Err(_) if skip_bad => split.skipped.push(line),
             Err(why) => bail_usage!(
                 "{} line {line}: {why}; fix the file or pass --skip-bad-rows to leave such rows out",
                 path.display()
             ),
         }
-    }
+        Ok(())
+    })?;
     Ok(split)
-}
-
-/// The file's bytes as UTF-8. Files saved by Windows tools and Kaggle's
-/// spam.csv are Latin-1 / Windows-1252, which Python users read with
-/// `encoding='latin-1'`: a file that is not UTF-8 and holds not a single
-/// multi-byte UTF-8 character is taken as Windows-1252 and converted. A UTF-8
-/// file with a few broken bytes stays UTF-8, and those rows are reported.
-fn utf8_or_windows_1252(bytes: Vec<u8>) -> Vec<u8> {
-    if std::str::from_utf8(&bytes).is_ok() || bytes.utf8_chunks().any(|c| !c.valid().is_ascii()) {
-        return bytes;
-    }
-    // Windows-1252's 0x80-0x9F; its five unassigned codes keep Latin-1's.
-    const HIGH: [u32; 32] = [
-        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D,
-        0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A,
-        0x0153, 0x9D, 0x017E, 0x0178,
-    ];
-    let text: String = bytes
-        .iter()
-        .map(|&b| match b {
-            0x80..=0x9F => char::from_u32(HIGH[usize::from(b - 0x80)]).unwrap_or(char::REPLACEMENT_CHARACTER),
-            _ => char::from(b),
-        })
-        .collect();
-    text.into_bytes()
 }
 
 /// A row's text, second text (of a pair) and label.
 type Row = (String, Option<String>, Option<String>);
 
-fn check_row(record: &csv::ByteRecord, layout: &Layout, delimiter: Delimiter) -> std::result::Result<Row, String> {
+fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::result::Result<Row, String> {
     let (fields, text_at, label_at) = (layout.names.len(), layout.text_at, layout.label_at);
     if record.len() != fields {
-        return Err(format!("{} field(s) where the header has {fields} ({}?)", record.len(), delimiter.stray()));
+        return Err(format!("{} field(s) where the header has {fields} ({stray}?)", record.len()));
     }
     let field = |i: usize| -> std::result::Result<String, String> {
         std::str::from_utf8(record.get(i).unwrap_or_default())
@@ -562,7 +444,7 @@ pub fn fingerprint(split: &Split) -> String {
 
 /// Reads a split with a context naming the file on unexpected failures.
 pub fn read_labelled(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
-    read_csv(path, cols, skip_bad).with_context(|| format!("reading {}", path.display()))
+    read_split(path, cols, skip_bad).with_context(|| format!("reading {}", path.display()))
 }
 
 #[cfg(test)]
@@ -591,13 +473,13 @@ mod tests {
             "train.csv",
             "\u{feff}label,title,text,titletext\n1,a,b,\"x, \"\"quoted\"\"\ny\"\n0,c,d,plain\n",
         );
-        let s = read_csv(&p, &cols(), false).unwrap();
+        let s = read_split(&p, &cols(), false).unwrap();
         assert_eq!(s.texts, vec!["x, \"quoted\"\ny".to_string(), "plain".into()]);
         assert_eq!(s.labels, vec!["1".to_string(), "0".into()]);
         assert_eq!(s.lines, vec![2, 4]);
         // Windows line ends (Python's csv module writes them) count the same.
         let crlf = write(dir.path(), "crlf.csv", "label,titletext\r\n1,\"x\r\ny\"\r\n\r\n0,plain\r\n");
-        let c = read_csv(&crlf, &cols(), false).unwrap();
+        let c = read_split(&crlf, &cols(), false).unwrap();
         assert_eq!(c.texts, vec!["x\r\ny".to_string(), "plain".into()]);
         assert_eq!(c.lines, vec![2, 5]);
         let labels = Labels::from_split(&s).unwrap();
@@ -609,22 +491,22 @@ mod tests {
     fn a_bad_row_names_file_and_line_unless_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "valid.csv", "label,titletext\nspam,win now\nham\n,empty label\nham,fine\n");
-        let e = read_csv(&p, &cols(), false).unwrap_err();
+        let e = read_split(&p, &cols(), false).unwrap_err();
         assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
         let msg = e.to_string();
         assert!(msg.contains("valid.csv line 3") && msg.contains("--skip-bad-rows"), "{msg}");
-        let s = read_csv(&p, &cols(), true).unwrap();
+        let s = read_split(&p, &cols(), true).unwrap();
         assert_eq!(s.skipped, vec![3, 4]);
         assert_eq!(s.texts, vec!["win now", "fine"]);
         assert_eq!(s.records, vec![0, 3], "skipped rows keep their places");
         let labels = Labels::from_split(&s).unwrap();
         assert_eq!(labels.names, vec!["ham", "spam"]);
-        let e = read_csv(&p, &Columns::single(named("body"), None), false).unwrap_err();
+        let e = read_split(&p, &Columns::single(named("body"), None), false).unwrap_err();
         assert!(e.to_string().contains("no column 'body'") && e.to_string().contains("label, titletext"));
         // A UTF-8 file (it has "é") with broken bytes on one row.
         let bytes = dir.path().join("bin.csv");
         std::fs::write(&bytes, b"label,titletext\n1,caf\xc3\xa9\n0,\xff\xfe\n").unwrap();
-        let e = read_csv(&bytes, &cols(), false).unwrap_err();
+        let e = read_split(&bytes, &cols(), false).unwrap_err();
         assert!(e.to_string().contains("line 3") && e.to_string().contains("UTF-8"), "{e}");
     }
 
@@ -633,7 +515,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("spam.csv");
         std::fs::write(&p, b"v1,v2,,,\nspam,\"win \xa3900 \x93now\x94\",,,\nham,\"s\xfc\xdf\",,,\n").unwrap();
-        let s = read_csv(&p, &Columns::single(named("v2"), Some(named("v1"))), false).unwrap();
+        let s = read_split(&p, &Columns::single(named("v2"), Some(named("v1"))), false).unwrap();
         assert_eq!(s.texts, vec!["win \u{a3}900 \u{201c}now\u{201d}", "s\u{fc}\u{df}"]);
         assert_eq!(s.labels, vec!["spam", "ham"]);
     }
@@ -644,30 +526,30 @@ mod tests {
         let usual = Columns::single(Column::Usual, Some(Column::Usual));
         // GLUE's SST-2: tabs, no quoting (a text may open a quote it never closes).
         let p = write(dir.path(), "dev.tsv", "sentence\tlabel\n\" a quote, never closed\t1\nit's dull\t0\n");
-        let s = read_csv(&p, &usual, false).unwrap();
+        let s = read_split(&p, &usual, false).unwrap();
         assert_eq!(s.texts, vec!["\" a quote, never closed", "it's dull"]);
         assert_eq!((s.text_column.as_str(), s.label_column.as_deref()), ("sentence", Some("label")));
         // Tabs found by the header where the name does not say so.
         let p = write(dir.path(), "train.txt", "Label\tText\n1\tgreat, really\n");
-        let s = read_csv(&p, &usual, false).unwrap();
+        let s = read_split(&p, &usual, false).unwrap();
         assert_eq!((s.texts[0].as_str(), s.labels[0].as_str()), ("great, really", "1"));
         assert_eq!(s.text_column, "Text");
         // Kaggle's IMDB: review,sentiment; the tutorial's titletext wins over text.
         let p = write(dir.path(), "imdb.csv", "review,sentiment\n\"good, very\",positive\n");
-        let s = read_csv(&p, &usual, false).unwrap();
+        let s = read_split(&p, &usual, false).unwrap();
         assert_eq!((s.texts[0].as_str(), s.labels[0].as_str()), ("good, very", "positive"));
         let p = write(dir.path(), "news.csv", "label,title,text,titletext\n1,t,x,t x\n");
-        assert_eq!(read_csv(&p, &usual, false).unwrap().texts, vec!["t x"]);
+        assert_eq!(read_split(&p, &usual, false).unwrap().texts, vec!["t x"]);
         // A model's column where the file has it, else a usual one.
         let trained = |c: &str| Columns::single(Column::Trained(c.into()), Some(Column::Usual));
-        assert_eq!(read_csv(&p, &trained("title"), false).unwrap().texts, vec!["t"]);
-        assert_eq!(read_csv(&p, &trained("body"), false).unwrap().texts, vec!["t x"]);
+        assert_eq!(read_split(&p, &trained("title"), false).unwrap().texts, vec!["t"]);
+        assert_eq!(read_split(&p, &trained("body"), false).unwrap().texts, vec!["t x"]);
         // A named column is taken as named: no case folding, no fallback.
-        let e = read_csv(&p, &Columns::single(named("Text"), None), false).unwrap_err().to_string();
+        let e = read_split(&p, &Columns::single(named("Text"), None), false).unwrap_err().to_string();
         assert!(e.contains("no column 'Text'"), "{e}");
         // No usual name, and contents that show no column: every value differs.
         let p = write(dir.path(), "odd.csv", "v1,v2\nspam,win\nham,lose\neggs,draw\n");
-        let e = read_csv(&p, &usual, false).unwrap_err();
+        let e = read_split(&p, &usual, false).unwrap_err();
         assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
         let e = e.to_string();
         assert!(e.contains("no label column under a usual name") && e.contains("its columns: v1, v2"), "{e}");
@@ -677,33 +559,40 @@ mod tests {
             .map(|i| if i % 3 == 0 { format!("spam,win {i} now\n") } else { format!("ham,see you at {i}\n") })
             .collect();
         let p = write(dir.path(), "spam.csv", &format!("v1,v2\n{rows}"));
-        let s = read_csv(&p, &usual, false).unwrap();
+        let s = read_split(&p, &usual, false).unwrap();
         assert_eq!((s.text_column.as_str(), s.label_column.as_deref(), s.len()), ("v2", Some("v1"), 12));
         assert!(s.found_by.unwrap().contains("found by their contents"));
         // Without a header row: the first row is data, columns go by number.
         let ag = write(dir.path(), "ag.csv", &rows);
-        let s = read_csv(&ag, &usual, false).unwrap();
+        let s = read_split(&ag, &usual, false).unwrap();
         assert_eq!((s.text_column.as_str(), s.label_column.as_deref()), ("column 2", Some("column 1")));
         assert_eq!((s.texts[0].as_str(), s.lines[0], s.records[0], s.len()), ("win 0 now", 1, 0, 12));
         let cols = Columns::single(named("column 2"), None);
-        assert_eq!(read_csv(&ag, &cols, false).unwrap().texts[0], "win 0 now");
-        let e = read_csv(&p, &Columns::single(named("v1"), Some(named("v1"))), false).unwrap_err();
+        assert_eq!(read_split(&ag, &cols, false).unwrap().texts[0], "win 0 now");
+        let e = read_split(&p, &Columns::single(named("v1"), Some(named("v1"))), false).unwrap_err();
         assert!(e.to_string().contains("both be read from column 'v1'"), "{e}");
         // A row with a stray tab is named with its likely cause.
         let p = write(dir.path(), "bad.tsv", "sentence\tlabel\na\tb\t1\n");
-        let e = read_csv(&p, &usual, false).unwrap_err().to_string();
+        let e = read_split(&p, &usual, false).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("a tab inside a text"), "{e}");
-        let usual_label = Columns::single(Column::Usual, Some(Column::Usual));
-        assert_eq!(has_label_column(&p, &usual_label), Some(true));
-        let p = write(dir.path(), "test.tsv", "index\tsentence\n0\tfine\n");
-        assert_eq!(has_label_column(&p, &usual_label), Some(false));
+        // A test file with or without its labels.
+        let labelled = write(dir.path(), "test.tsv", "index\tsentence\tlabel\n0\tfine\t1\n1\tok\t0\n");
+        let (s, has_labels) = read_maybe_labelled(&labelled, &usual, false).unwrap();
+        assert!(has_labels);
+        assert_eq!(s.labels, vec!["1", "0"]);
+        let bare = write(dir.path(), "test.tsv", "index\tsentence\n0\tfine\n");
+        let (s, has_labels) = read_maybe_labelled(&bare, &usual, false).unwrap();
+        assert!(!has_labels);
+        assert_eq!((s.texts, s.labels.len()), (vec!["fine".to_string()], 0));
+        let e = read_maybe_labelled(&p, &usual, false).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "a bad row is an error either way: {e}");
     }
 
     #[test]
     fn one_class_is_not_enough_and_unknown_labels_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "train.csv", "label,titletext\n1,a\n1,b\n");
-        let s = read_csv(&p, &cols(), false).unwrap();
+        let s = read_split(&p, &cols(), false).unwrap();
         assert!(Labels::from_split(&s).unwrap_err().to_string().contains("at least two"));
         let labels = Labels::unnamed(vec!["0".into(), "2".into(), "10".into()]);
         let e = labels.ids(&s, "train.csv").unwrap_err();

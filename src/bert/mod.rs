@@ -5,7 +5,8 @@
 //! [`model`] (BERT in tch, Hugging Face's module tree), [`dropout`]
 //! (counter-based masks), [`weights`] (checkpoint names and loading),
 //! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
-//! downloads), [`data`] (CSV files, labels, length-bucketed batches),
+//! downloads), [`data`] (labelled texts, classes, length-bucketed batches),
+//! [`table`] (a data file's rows: CSV, TSV, JSON lines, gzipped or not),
 //! [`columns`] (which columns hold the text and the label, by name or contents),
 //! [`source`] (the data directory, or one file split by class),
 //! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes),
@@ -22,6 +23,7 @@ pub mod output;
 pub mod packed_linear;
 pub mod predict;
 pub mod source;
+pub mod table;
 pub mod tokenize;
 pub mod train;
 pub mod weights;

@@ -340,7 +340,7 @@ pub fn evaluate_file(
 ) -> Result<Option<EvaluateRun>> {
     let dev = placement(cluster, cfg)?;
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
-    let split: Split = cluster.agree(data::read_csv(file, cols, skip_bad))?;
+    let split: Split = cluster.agree(data::read_split(file, cols, skip_bad))?;
     let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
     let set = Encoded { ids: data::encode_texts(&loaded.tokenizer, &split)?, labels: label_ids };
     let (ev, seconds) = timed(cluster, &dev, || {
@@ -370,6 +370,6 @@ pub fn evaluate_file(
 /// the second texts where they are pairs (else empty).
 pub fn texts_from_csv(path: &Path, cols: &Columns, skip_bad: bool) -> Result<(Vec<String>, Vec<String>)> {
     let cols = Columns { label: None, ..cols.clone() };
-    let split = data::read_csv(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))?;
+    let split = data::read_split(path, &cols, skip_bad).with_context(|| format!("reading {}", path.display()))?;
     Ok((split.texts, split.pairs))
 }

@@ -33,15 +33,20 @@ pub enum Source {
 pub const HELD_OUT: Shares = Shares { train: 90, valid: 10, test: 0 };
 
 /// The names a split's file may have in a source directory, tried in this
-/// order, each as `.csv` then `.tsv`: the tutorial's, then those of Hugging
-/// Face exports (`validation`) and GLUE (`dev`).
+/// order, each with each of [`EXTENSIONS`]: the tutorial's, then those of
+/// Hugging Face exports (`validation`) and GLUE (`dev`).
 const TRAIN_NAMES: &[&str] = &["train"];
 const VALID_NAMES: &[&str] = &["valid", "validation", "dev"];
 const TEST_NAMES: &[&str] = &["test"];
 
-/// The first file of `names` (with either extension) in `dir`.
+/// The endings a split's file may have, in the order they are tried: the
+/// tutorial's CSV, GLUE's TSV, and JSON lines as Hugging Face datasets'
+/// `to_json` writes them, each also gzipped ([`super::table`]).
+const EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz"];
+
+/// The first file of `names` (with any of [`EXTENSIONS`]) in `dir`.
 fn find_split(dir: &Path, names: &[&str]) -> Option<PathBuf> {
-    names.iter().flat_map(|n| ["csv", "tsv"].map(|ext| dir.join(format!("{n}.{ext}")))).find(|p| p.is_file())
+    names.iter().flat_map(|n| EXTENSIONS.iter().map(move |ext| dir.join(format!("{n}.{ext}")))).find(|p| p.is_file())
 }
 
 impl Source {
@@ -59,7 +64,7 @@ impl Source {
             match find_split(path, names) {
                 Some(p) => Ok(p),
                 None => bail_usage!(
-                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv files and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
+                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv, .jsonl and .json files, gzipped or not, and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
                     path.display()
                 ),
             }

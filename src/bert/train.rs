@@ -702,16 +702,18 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             };
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
-                Some(p) if data::has_label_column(&p, &others) == Some(false) => {
+                Some(p) => {
                     // Read now, so a bad row stops the run before training, not after.
-                    let cols = Columns { label: None, ..others.clone() };
-                    let split = data::read_csv(&p, &cols, cfg.skip_bad_rows)
+                    let (split, labelled) = data::read_maybe_labelled(&p, &others, cfg.skip_bad_rows)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    let ids = data::encode_texts(tokenizer, &split)?;
-                    unlabelled_test = Some(Unlabelled { ids, split, why: "it has no label column" });
-                    None
+                    if labelled {
+                        Some(split)
+                    } else {
+                        let ids = data::encode_texts(tokenizer, &split)?;
+                        unlabelled_test = Some(Unlabelled { ids, split, why: "it has no label column" });
+                        None
+                    }
                 }
-                Some(p) => Some(read(&p, &others)?),
                 None => None,
             };
             let files = [train.name.clone(), valid.name.clone(), test_name];

@@ -1,0 +1,491 @@
+//! A data file's rows of cells, whatever it is written in: comma-, tab- or
+//! semicolon-separated text (the tutorial's CSVs, GLUE's TSVs, spreadsheet
+//! exports from European locales), or JSON objects, one per line as Hugging
+//! Face datasets' `to_json` and pandas' `to_json(orient="records",
+//! lines=True)` write them, or in one array (`orient="records"`). Any of
+//! these may be gzipped (`train.jsonl.gz`, as Amazon's and Yelp's reviews
+//! ship). A JSON file's keys are its columns' names, in the order they first
+//! appear; a row without a key has an empty cell there, as pandas reads it.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+
+use crate::bail_usage;
+
+/// The file name endings read as JSON (before any `.gz`).
+const JSON_EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
+
+/// A file's text, ready to be read row by row.
+pub struct Table {
+    form: Form,
+}
+
+enum Form {
+    Delimited { bytes: Vec<u8>, delimiter: Delimiter },
+    Json(JsonRows),
+}
+
+/// One row as read: the line it starts on (1-based), its place among the
+/// file's rows (0-based, header not counted) and its cells, or why it could
+/// not be read.
+pub struct Row<'a> {
+    pub line: u64,
+    pub index: u64,
+    pub cells: std::result::Result<&'a csv::ByteRecord, String>,
+}
+
+impl Table {
+    /// Reads `path` (gunzipping a `.gz`) and works out how it is written.
+    pub fn load(path: &Path) -> Result<Table> {
+        let mut bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
+        };
+        let mut name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if let Some(inner) = name.strip_suffix(".gz") {
+            let mut out = Vec::new();
+            if let Err(e) = flate2::read::MultiGzDecoder::new(bytes.as_slice()).read_to_end(&mut out) {
+                bail_usage!("{}: cannot gunzip it ({e}); is it a complete .gz file?", path.display());
+            }
+            bytes = out;
+            name = inner.to_string();
+        }
+        if bytes.starts_with("\u{feff}".as_bytes()) {
+            bytes.drain(..3);
+        }
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_string()).unwrap_or_default();
+        let form = if JSON_EXTENSIONS.contains(&ext.as_str()) {
+            Form::Json(JsonRows::parse(&bytes, path)?)
+        } else {
+            let bytes = utf8_or_windows_1252(bytes);
+            let delimiter = Delimiter::of(&ext, &bytes);
+            Form::Delimited { bytes, delimiter }
+        };
+        Ok(Table { form })
+    }
+
+    /// Whether the file names its columns itself (JSON keys), so its first
+    /// row is never data.
+    pub fn named(&self) -> bool {
+        matches!(self.form, Form::Json(_))
+    }
+
+    /// The cells of the first row, trimmed: the columns' names where it is a
+    /// header (a JSON file's keys).
+    pub fn first_row(&self, path: &Path) -> Result<Vec<String>> {
+        let names = match &self.form {
+            Form::Delimited { bytes, delimiter } => match csv_reader(bytes, *delimiter, true).byte_headers() {
+                Ok(h) => h.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect(),
+                Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
+            },
+            Form::Json(j) => j.names.clone(),
+        };
+        if names.iter().all(|n: &String| n.is_empty()) {
+            bail_usage!("{} is empty: expected a header row naming the columns", path.display());
+        }
+        Ok(names)
+    }
+
+    /// Up to `n` readable rows after the first.
+    pub fn sample(&self, n: usize) -> Vec<csv::ByteRecord> {
+        match &self.form {
+            Form::Delimited { bytes, delimiter } => {
+                csv_reader(bytes, *delimiter, true).byte_records().take(n).filter_map(|r| r.ok()).collect()
+            }
+            Form::Json(j) => j.rows.iter().filter_map(|(_, r)| r.as_ref().ok()).take(n).cloned().collect(),
+        }
+    }
+
+    /// Calls `each` on every row, after the first where `header`.
+    pub fn rows(&self, path: &Path, header: bool, mut each: impl FnMut(Row) -> Result<()>) -> Result<()> {
+        match &self.form {
+            Form::Delimited { bytes, delimiter } => {
+                let mut rdr = csv_reader(bytes, *delimiter, header);
+                let mut record = csv::ByteRecord::new();
+                let mut lines = LineCounter::default();
+                for index in 0u64.. {
+                    let line = rdr.position().line();
+                    let read = match rdr.read_byte_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => Ok(()),
+                        Err(e) => match e.kind() {
+                            csv::ErrorKind::Io(_) => bail_usage!("cannot read {}: {e}", path.display()),
+                            _ => Err(format!("{e}")),
+                        },
+                    };
+                    let line = record.position().map(|p| lines.line_at(bytes, p.byte() as usize)).unwrap_or(line);
+                    each(Row { line, index, cells: read.map(|_| &record) })?;
+                }
+            }
+            Form::Json(j) => {
+                for (index, (line, cells)) in (0u64..).zip(&j.rows) {
+                    each(Row { line: *line, index, cells: cells.as_ref().map_err(Clone::clone) })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a row with the wrong number of cells most likely has.
+    pub fn stray(&self) -> &'static str {
+        match &self.form {
+            Form::Delimited { delimiter, .. } => delimiter.stray(),
+            Form::Json(_) => "a key the first rows lack",
+        }
+    }
+
+    /// Fails where one of `columns` holds a list or an object on some row:
+    /// each row must give one text and one label (multi-label data is not
+    /// read as one class per list).
+    pub fn single_values(&self, path: &Path, names: &[String], columns: &[usize]) -> Result<()> {
+        let Form::Json(j) = &self.form else { return Ok(()) };
+        for &c in columns {
+            if let Some(Some(line)) = j.nested.get(c) {
+                bail_usage!(
+                    "{} line {line}: column '{}' holds a list or an object, not one value; each row needs one text and one label (multi-label data is not supported), so pick another column with --text-column or --label-column",
+                    path.display(),
+                    names[c]
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A JSON file's rows as cells under its keys.
+struct JsonRows {
+    names: Vec<String>,
+    rows: Vec<(u64, std::result::Result<csv::ByteRecord, String>)>,
+    /// Per column, the first line where it holds a list or an object.
+    nested: Vec<Option<u64>>,
+}
+
+/// A JSON object with its keys in the file's order.
+struct Object(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Object, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of column names and values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Object, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    out.push(entry);
+                }
+                Ok(Object(out))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+impl JsonRows {
+    fn parse(bytes: &[u8], path: &Path) -> Result<JsonRows> {
+        let objects = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => array_objects(bytes, path)?,
+            _ => line_objects(bytes),
+        };
+        let mut names: Vec<String> = Vec::new();
+        for (_, o) in &objects {
+            for (k, _) in o.iter().flat_map(|o| &o.0) {
+                if !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        }
+        let mut nested = vec![None; names.len()];
+        let rows = objects
+            .into_iter()
+            .map(|(line, o)| {
+                let cells = o.map(|o| {
+                    let mut cells = vec![Vec::new(); names.len()];
+                    for (k, v) in o.0 {
+                        let Some(at) = names.iter().position(|n| *n == k) else { continue };
+                        if matches!(v, Value::Array(_) | Value::Object(_)) {
+                            nested[at].get_or_insert(line);
+                        }
+                        cells[at] = cell(v);
+                    }
+                    csv::ByteRecord::from(cells)
+                });
+                (line, cells)
+            })
+            .collect();
+        Ok(JsonRows { names, rows, nested })
+    }
+}
+
+/// A value as a cell: strings as they are, numbers and booleans as JSON
+/// writes them, null as an empty cell.
+fn cell(v: Value) -> Vec<u8> {
+    match v {
+        Value::Null => Vec::new(),
+        Value::String(s) => s.into_bytes(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+type Parsed = Vec<(u64, std::result::Result<Object, String>)>;
+
+/// JSON lines: one object per line; blank lines are no rows.
+fn line_objects(bytes: &[u8]) -> Parsed {
+    (1u64..)
+        .zip(bytes.split(|&b| b == b'\n'))
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
+        .map(|(n, l)| (n, serde_json::from_slice::<Object>(l).map_err(|e| broken(&e))))
+        .collect()
+}
+
+/// Why a row is not a JSON object, at which column of its line.
+fn broken(e: &serde_json::Error) -> String {
+    let what = e.to_string();
+    let what = what.split(" at line ").next().unwrap_or_default();
+    format!("not a JSON object ({what}, column {})", e.column())
+}
+
+/// One array of objects, each on the line where it starts. A broken
+/// element leaves no way to find the next, so it fails the file.
+fn array_objects(bytes: &[u8], path: &Path) -> Result<Parsed> {
+    let mut at = bytes.iter().position(|&b| b == b'[').map_or(bytes.len(), |i| i + 1);
+    let mut line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+    // Moves past whitespace, counting its lines; the byte there.
+    let skip = |at: &mut usize, line: &mut u64| {
+        while *at < bytes.len() && bytes[*at].is_ascii_whitespace() {
+            *line += u64::from(bytes[*at] == b'\n');
+            *at += 1;
+        }
+        bytes.get(*at).copied()
+    };
+    let mut out = Vec::new();
+    loop {
+        match skip(&mut at, &mut line) {
+            Some(b']') => break,
+            None => bail_usage!("{}: the JSON array is not closed with ']'", path.display()),
+            Some(b',') if !out.is_empty() => {
+                at += 1;
+                skip(&mut at, &mut line);
+            }
+            Some(_) if !out.is_empty() => {
+                bail_usage!("{} line {line}: expected ',' or ']' between the array's objects", path.display())
+            }
+            Some(_) => {}
+        }
+        let mut stream = serde_json::Deserializer::from_slice(&bytes[at..]).into_iter::<Object>();
+        match stream.next() {
+            Some(Ok(o)) => out.push((line, Ok(o))),
+            Some(Err(e)) => {
+                let line = line + e.line().max(1) as u64 - 1;
+                bail_usage!("{} line {line}: {}", path.display(), broken(&e))
+            }
+            None => bail_usage!("{}: the JSON array is not closed with ']'", path.display()),
+        }
+        let end = at + stream.byte_offset();
+        line += bytes[at..end].iter().filter(|&&b| b == b'\n').count() as u64;
+        at = end;
+    }
+    Ok(out)
+}
+
+/// Line numbers of byte offsets, counted forward as records are read. (The
+/// csv crate's own count is one short after a CRLF line end, where a record's
+/// position is the `\n` of the previous line's end.)
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    /// The 1-based line of the first character at or after `offset` that is
+    /// not a line end. Offsets must not decrease between calls.
+    fn line_at(&mut self, bytes: &[u8], offset: usize) -> u64 {
+        let mut start = offset.min(bytes.len());
+        while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let from = self.offset.min(start);
+        self.newlines += bytes[from..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.offset = start;
+        self.newlines + 1
+    }
+}
+
+/// How a file separates its fields: tabs where its name says so (`.tsv`,
+/// `.tab`), else what its header row holds: tabs and no commas (GLUE's
+/// files, spreadsheet exports), semicolons and neither (Excel's CSV in
+/// locales whose decimal mark is a comma), else commas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delimiter {
+    Comma,
+    Tab,
+    Semicolon,
+}
+
+impl Delimiter {
+    fn of(ext: &str, bytes: &[u8]) -> Delimiter {
+        if matches!(ext, "tsv" | "tab") {
+            return Delimiter::Tab;
+        }
+        let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        let has = |c: u8| header.contains(&c);
+        if has(b'\t') && !has(b',') {
+            Delimiter::Tab
+        } else if has(b';') && !has(b',') && !has(b'\t') {
+            Delimiter::Semicolon
+        } else {
+            Delimiter::Comma
+        }
+    }
+
+    fn stray(self) -> &'static str {
+        match self {
+            Delimiter::Comma => "an unquoted comma or an unclosed quote",
+            Delimiter::Tab => "a tab inside a text",
+            Delimiter::Semicolon => "an unquoted semicolon or an unclosed quote",
+        }
+    }
+}
+
+/// How every delimited file is read: rows of any length (each is checked
+/// against the first, naming its line), after a header row where `header`.
+/// Tab-separated files are read without quoting, as GLUE's loaders read
+/// them: a text may begin with a quote it never closes.
+fn csv_reader(bytes: &[u8], delimiter: Delimiter, header: bool) -> csv::Reader<&[u8]> {
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(header).flexible(true);
+    match delimiter {
+        Delimiter::Comma => {}
+        Delimiter::Tab => {
+            b.delimiter(b'\t').quoting(false);
+        }
+        Delimiter::Semicolon => {
+            b.delimiter(b';');
+        }
+    }
+    b.from_reader(bytes)
+}
+
+/// The file's bytes as UTF-8. Files saved by Windows tools and Kaggle's
+/// spam.csv are Latin-1 / Windows-1252, which Python users read with
+/// `encoding='latin-1'`: a file that is not UTF-8 and holds not a single
+/// multi-byte UTF-8 character is taken as Windows-1252 and converted. A UTF-8
+/// file with a few broken bytes stays UTF-8, and those rows are reported.
+fn utf8_or_windows_1252(bytes: Vec<u8>) -> Vec<u8> {
+    if std::str::from_utf8(&bytes).is_ok() || bytes.utf8_chunks().any(|c| !c.valid().is_ascii()) {
+        return bytes;
+    }
+    // Windows-1252's 0x80-0x9F; its five unassigned codes keep Latin-1's.
+    const HIGH: [u32; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D,
+        0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A,
+        0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    let text: String = bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9F => char::from_u32(HIGH[usize::from(b - 0x80)]).unwrap_or(char::REPLACEMENT_CHARACTER),
+            _ => char::from(b),
+        })
+        .collect();
+    text.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Cells = std::result::Result<Vec<String>, String>;
+
+    /// Every row of `path`'s table: line, index, cells as strings (or why not).
+    fn read(path: &Path) -> (Vec<String>, Vec<(u64, u64, Cells)>) {
+        let t = Table::load(path).unwrap();
+        let names = t.first_row(path).unwrap();
+        let mut rows = Vec::new();
+        t.rows(path, true, |r| {
+            let cells = r.cells.map(|c| c.iter().map(|x| String::from_utf8_lossy(x).into_owned()).collect());
+            rows.push((r.line, r.index, cells));
+            Ok(())
+        })
+        .unwrap();
+        (names, rows)
+    }
+
+    fn cells(v: &[&str]) -> Cells {
+        Ok(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn json_lines_take_their_keys_in_order_and_fill_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("train.jsonl");
+        let text =
+            "{\"text\": \"a \\\"b\\\"\\nc\", \"label\": 1}\n\n{\"label\": 0.5, \"text\": \"d\", \"extra\": true}\n\
+                    {\"text\": null, \"label\": \"x\"}\n{\"text\": \"cut off\n";
+        std::fs::write(&p, text).unwrap();
+        let (names, rows) = read(&p);
+        assert_eq!(names, vec!["text", "label", "extra"]);
+        assert_eq!(rows[0], (1, 0, cells(&["a \"b\"\nc", "1", ""])));
+        assert_eq!(rows[1], (3, 1, cells(&["d", "0.5", "true"])));
+        assert_eq!(rows[2], (4, 2, cells(&["", "x", ""])));
+        let (line, index, why) = &rows[3];
+        assert_eq!((*line, *index), (5, 3));
+        assert!(why.as_ref().unwrap_err().starts_with("not a JSON object"), "{why:?}");
+        assert!(Table::load(&p).unwrap().named());
+    }
+
+    #[test]
+    fn a_json_array_gives_each_object_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("valid.json");
+        std::fs::write(&p, "[\n  {\"text\": \"a\",\n   \"label\": 0},\n  {\"text\": \"b\", \"label\": [1, 2]}\n]\n")
+            .unwrap();
+        let (names, rows) = read(&p);
+        assert_eq!(names, vec!["text", "label"]);
+        assert_eq!(rows[0], (2, 0, cells(&["a", "0"])));
+        assert_eq!(rows[1], (4, 1, cells(&["b", "[1,2]"])));
+        // A list is no label: the column is refused, naming where.
+        let t = Table::load(&p).unwrap();
+        assert!(t.single_values(&p, &names, &[0]).is_ok());
+        let e = t.single_values(&p, &names, &[0, 1]).unwrap_err().to_string();
+        assert!(e.contains("valid.json line 4: column 'label' holds a list") && e.contains("multi-label"), "{e}");
+        for (broken, says) in [
+            ("[{\"text\": \"a\"}\n {\"text\": \"b\"}]", "line 2: expected ','"),
+            ("[{\"text\": \"a\"},\n\n {\"text\": }]", "line 3: not a JSON object"),
+            ("[{\"text\": \"a\"},", "not closed"),
+        ] {
+            std::fs::write(&p, broken).unwrap();
+            let e = Table::load(&p).err().unwrap();
+            assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+            assert!(e.to_string().contains(says), "{broken}: {e}");
+        }
+    }
+
+    #[test]
+    fn gzipped_and_semicolon_separated_files_are_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("train.csv.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"label;text\n1;\"a; b\"\n0;c, d\n").unwrap();
+        std::fs::write(&p, gz.finish().unwrap()).unwrap();
+        let (names, rows) = read(&p);
+        assert_eq!(names, vec!["label", "text"]);
+        assert_eq!(rows[0], (2, 0, cells(&["1", "a; b"])));
+        assert_eq!(rows[1], (3, 1, cells(&["0", "c, d"])));
+        assert!(!Table::load(&p).unwrap().named());
+        std::fs::write(&p, b"not gzip").unwrap();
+        let e = Table::load(&p).err().unwrap().to_string();
+        assert!(e.contains("cannot gunzip"), "{e}");
+        // Commas in the header keep commas, whatever the rows hold.
+        assert_eq!(Delimiter::of("csv", b"label,text\n1;x\n"), Delimiter::Comma);
+        assert_eq!(Delimiter::of("txt", b"label\ttext; more\n"), Delimiter::Tab);
+    }
+}
