@@ -37,6 +37,9 @@ use crate::train::rng::{derive, epoch_order, SplitMix64};
 
 /// Batches per pool that are sorted by length together.
 const POOL_BATCHES: usize = 50;
+/// The most distinct labels that may include fractions (`0.5`, `2.5`) before
+/// the column is taken as a score to regress on (STS-B's) and refused.
+const MAX_FRACTIONAL_CLASSES: usize = 20;
 /// The most rows whose contents are looked at to guess a file's columns.
 const SAMPLE_ROWS: usize = 20_000;
 
@@ -194,15 +197,30 @@ impl Labels {
         let mut seen: Vec<String> = split.labels.clone();
         seen.sort();
         seen.dedup();
-        let numeric: Option<BTreeMap<i128, String>> =
-            seen.iter().map(|s| s.parse::<i128>().ok().map(|v| (v, s.clone()))).collect();
-        let values = match numeric {
-            Some(map) if map.len() == seen.len() => map.into_values().collect(),
-            _ => seen,
+        let column = split.label_column.as_deref().unwrap_or("label");
+        let numbers: Option<Vec<f64>> = seen.iter().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
+        let values = match numbers {
+            Some(numbers) => {
+                let fractions: Vec<&String> =
+                    seen.iter().zip(&numbers).filter(|(_, v)| v.fract() != 0.0).map(|(s, _)| s).collect();
+                if !fractions.is_empty() && seen.len() > MAX_FRACTIONAL_CLASSES {
+                    bail_usage!(
+                        "{}: column '{column}' holds {} distinct numbers ({}, ...), a score to regress on rather than classes; bert-classifier classifies: name a column of classes with --label-column, or bin the scores into classes",
+                        split.path.display(),
+                        seen.len(),
+                        fractions.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                // In numeric order (2 before 10; pandas writes 1.0 for 1).
+                let mut by_value: Vec<(f64, String)> = numbers.into_iter().zip(seen).collect();
+                by_value.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+                by_value.into_iter().map(|(_, s)| s).collect()
+            }
+            None => seen,
         };
         if values.len() < 2 {
             bail_usage!(
-                "{} has {} class(es) in column labels ({}); a classifier needs at least two",
+                "{} has {} class(es) in column '{column}' ({}); a classifier needs at least two",
                 split.path.display(),
                 values.len(),
                 values.join(", ")
@@ -599,6 +617,16 @@ mod tests {
         assert!(e.to_string().contains("line 2: label '1'"), "{e}");
         let mixed = Split { labels: vec!["10".into(), "2".into(), "0".into()], ..Default::default() };
         assert_eq!(Labels::from_split(&mixed).unwrap().names, vec!["0", "2", "10"]);
+        let floats = Split { labels: vec!["10.0".into(), "2.0".into(), "-1.0".into()], ..Default::default() };
+        assert_eq!(Labels::from_split(&floats).unwrap().names, vec!["-1.0", "2.0", "10.0"]);
+        // STS-B's similarity scores are no classes.
+        let scores: Vec<String> = (0..30).map(|i| format!("{:.1}", f64::from(i) / 6.0)).collect();
+        let sts = Split { labels: scores.clone(), label_column: Some("score".into()), ..Default::default() };
+        let e = Labels::from_split(&sts).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        assert!(e.to_string().contains("column 'score' holds 30 distinct numbers (0.2, 0.3, 0.5, ...)"), "{e}");
+        let few = Split { labels: scores[..12].to_vec(), ..Default::default() };
+        assert_eq!(Labels::from_split(&few).unwrap().len(), 12, "a few fractional values may be classes");
     }
 
     #[test]
