@@ -19,7 +19,7 @@
 //! into batches and shuffles the batches. Each batch is then padded only to its
 //! own longest text, so short texts don't pay for `--max-len` tokens.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
