@@ -299,18 +299,16 @@ impl Labels {
         } else {
             self.values.join(", ")
         };
-        split
-            .labels
-            .iter()
-            .zip(&split.lines)
-            .map(|(l, line)| match index.get(l.as_str()) {
-                Some(&i) => Ok(i),
-                None => bail_usage!(
-                    "{} line {line}: label '{l}' is not one of the classes of {known_from} ({known})",
-                    split.path.display()
-                ),
-            })
-            .collect()
+        let ids: Vec<Option<i64>> = split.labels.iter().map(|l| index.get(l.as_str()).copied()).collect();
+        if let Some(first) = ids.iter().position(Option::is_none) {
+            let unknown = ids.iter().filter(|i| i.is_none()).count();
+            let (l, line) = (&split.labels[first], split.lines.get(first).copied().unwrap_or_default());
+            bail_usage!(
+                "{} line {line}: label '{l}' is not one of the classes of {known_from} ({known}; {unknown} row(s) here have other labels); a classifier cannot learn a class it never saw: add examples of it to the training data, or leave those rows out",
+                split.path.display()
+            );
+        }
+        Ok(ids.into_iter().flatten().collect())
     }
 }
 
@@ -646,7 +644,7 @@ mod tests {
         assert_eq!(labels.ids(&split, "the model").unwrap(), vec![1, 0, 1, 0]);
         let odd = Split { labels: vec!["2".into()], lines: vec![7], ..Default::default() };
         let e = labels.ids(&odd, "the model").unwrap_err().to_string();
-        assert!(e.contains("line 7: label '2'") && e.contains("(0=REAL, 1=FAKE)"), "{e}");
+        assert!(e.contains("line 7: label '2'") && e.contains("(0=REAL, 1=FAKE; 1 row(s) here have other labels)"), "{e}");
         // A name that is another class's value means that value.
         let swapped = Labels::unnamed(vec!["0".into(), "1".into()]).named(&parse_class_names("0=1,1=0").unwrap(), from);
         let digits = Split { labels: vec!["1".into(), "0".into()], lines: vec![2, 3], ..Default::default() };
