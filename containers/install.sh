@@ -7,7 +7,7 @@
 #                                     MPICH (unless the base image brings its own MPI)
 #   install.sh build-tools            only what building pi-mpi adds to a base that brings
 #                                     its own compilers and MPI (the TACC images)
-#   install.sh rust                   a Rust toolchain via rustup, if cargo is missing
+#   install.sh rust                   a Rust toolchain via rustup, if rustc is missing or too old
 #   install.sh venv DIR REQ... [--no-deps REQ...]
 #                                     a Python venv at DIR with the requirement files REQ;
 #                                     those after --no-deps without their dependencies
@@ -138,8 +138,22 @@ cmd_shellcheck() {
   apt_install shellcheck
 }
 
+# The oldest rustc the locked crates build with (Cargo.toml's rust-version).
+RUST_MIN=1.88
+
 cmd_rust() {
-  if command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ]; then return 0; fi
+  local rustc have
+  rustc=$(command -v rustc || echo "$HOME/.cargo/bin/rustc")
+  if [ -x "$rustc" ]; then
+    have=$("$rustc" --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$RUST_MIN" "$have" | sort -V | head -1)" = "$RUST_MIN" ]; then return 0; fi
+    if command -v rustup >/dev/null || [ -x "$HOME/.cargo/bin/rustup" ]; then
+      log "Rust $have is older than $RUST_MIN: updating the stable toolchain"
+      "$(command -v rustup || echo "$HOME/.cargo/bin/rustup")" toolchain install stable --profile minimal >/dev/null
+      return 0
+    fi
+    die "rustc $have is older than $RUST_MIN, which the crates need; install a newer Rust (https://rustup.rs)"
+  fi
   log "installing Rust (rustup, stable, minimal profile)"
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable >/dev/null
 }

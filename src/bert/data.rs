@@ -29,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 use super::columns::{self, Layout};
 pub use super::columns::{Column, Columns, LABEL_COLUMNS, TEXT_COLUMNS};
 use super::model::Batch;
+pub use super::table::file_name;
 use super::table::Table;
 use super::tokenize::{TextTokenizer, SECOND_SEGMENT};
 use crate::bail_usage;
@@ -68,6 +69,9 @@ pub struct Split {
     pub pair_column: Option<String>,
     /// How the columns were found, when not by their names (for the log).
     pub found_by: Option<String>,
+    /// The names of the classes labels 0, 1, ... stand for, where the file
+    /// gives them (Hugging Face's Parquet files); else empty.
+    pub class_names: Vec<String>,
 }
 
 impl Split {
@@ -95,11 +99,6 @@ fn locate(table: &Table, path: &Path, cols: &Columns) -> Result<Layout> {
     Ok(layout)
 }
 
-/// A file's name without its directory, for messages.
-pub fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
-
 /// Reads a data file ([`Table`]). With `skip_bad`, unreadable rows are
 /// counted in `skipped` instead of failing.
 pub fn read_split(path: &Path, cols: &Columns, skip_bad: bool) -> Result<Split> {
@@ -123,12 +122,13 @@ pub fn read_maybe_labelled(path: &Path, cols: &Columns, skip_bad: bool) -> Resul
 fn rows_of(table: &Table, layout: &Layout, path: &Path, skip_bad: bool) -> Result<Split> {
     let name_of = |i: usize| layout.names[i].clone();
     let mut split = Split {
-        name: file_name(path),
+        name: table.name().to_string(),
         path: path.to_path_buf(),
         text_column: name_of(layout.text_at),
         label_column: layout.label_at.map(name_of),
         pair_column: layout.pair_at.map(name_of),
         found_by: layout.found_by.clone(),
+        class_names: layout.label_at.map(|i| table.class_names(&layout.names[i]).to_vec()).unwrap_or_default(),
         ..Default::default()
     };
     table.rows(path, layout.header, |row| {
@@ -232,6 +232,15 @@ impl Labels {
     /// Classes whose names are their values.
     pub fn unnamed(values: Vec<String>) -> Labels {
         Labels { names: values.clone(), values }
+    }
+
+    /// The names `split`'s file gives the classes (value, name), where it
+    /// names every one of them by number; else none.
+    pub fn names_from_file(&self, split: &Split) -> Vec<(String, String)> {
+        let names = &split.class_names;
+        let pairs: Option<Vec<(String, String)>> =
+            self.values.iter().map(|v| Some((v.clone(), names.get(v.parse::<usize>().ok()?)?.clone()))).collect();
+        pairs.unwrap_or_default()
     }
 
     /// The same classes under the names `pairs` gives them (value, name);
@@ -644,7 +653,17 @@ mod tests {
         assert_eq!(labels.ids(&split, "the model").unwrap(), vec![1, 0, 1, 0]);
         let odd = Split { labels: vec!["2".into()], lines: vec![7], ..Default::default() };
         let e = labels.ids(&odd, "the model").unwrap_err().to_string();
-        assert!(e.contains("line 7: label '2'") && e.contains("(0=REAL, 1=FAKE; 1 row(s) here have other labels)"), "{e}");
+        assert!(
+            e.contains("line 7: label '2'") && e.contains("(0=REAL, 1=FAKE; 1 row(s) here have other labels)"),
+            "{e}"
+        );
+        // Names a Hugging Face Parquet file gives its classes 0, 1, ...
+        let hub =
+            Split { labels: vec!["1".into(), "0".into()], class_names: vec!["neg".into(), "pos".into()], ..split };
+        let by_file = Labels::from_split(&hub).unwrap().names_from_file(&hub);
+        assert_eq!(by_file, parse_class_names("0=neg,1=pos").unwrap());
+        let strings = Split { labels: vec!["b".into(), "a".into()], ..hub };
+        assert!(Labels::from_split(&strings).unwrap().names_from_file(&strings).is_empty(), "not numbers");
         // A name that is another class's value means that value.
         let swapped = Labels::unnamed(vec!["0".into(), "1".into()]).named(&parse_class_names("0=1,1=0").unwrap(), from);
         let digits = Split { labels: vec!["1".into(), "0".into()], lines: vec![2, 3], ..Default::default() };

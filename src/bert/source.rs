@@ -40,13 +40,32 @@ const VALID_NAMES: &[&str] = &["valid", "validation", "dev"];
 const TEST_NAMES: &[&str] = &["test"];
 
 /// The endings a split's file may have, in the order they are tried: the
-/// tutorial's CSV, GLUE's TSV, and JSON lines as Hugging Face datasets'
-/// `to_json` writes them, each also gzipped ([`super::table`]).
-const EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz"];
+/// tutorial's CSV, GLUE's TSV, JSON lines as Hugging Face datasets'
+/// `to_json` writes them, each also gzipped, and Parquet ([`super::table`]).
+const EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz", "parquet"];
 
-/// The first file of `names` (with any of [`EXTENSIONS`]) in `dir`.
+/// The first file of `names` (with any of [`EXTENSIONS`]) in `dir`, else
+/// the first shard of a split as the Hugging Face Hub serves it
+/// (`train-00000-of-00002.parquet`; the table reads every shard).
 fn find_split(dir: &Path, names: &[&str]) -> Option<PathBuf> {
-    names.iter().flat_map(|n| EXTENSIONS.iter().map(move |ext| dir.join(format!("{n}.{ext}")))).find(|p| p.is_file())
+    let exact = names
+        .iter()
+        .flat_map(|n| EXTENSIONS.iter().map(move |ext| dir.join(format!("{n}.{ext}"))))
+        .find(|p| p.is_file());
+    exact.or_else(|| {
+        let mut listed: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        listed.sort();
+        names
+            .iter()
+            .find_map(|n| {
+                let first = format!("{n}-00000-of-");
+                listed.iter().find(|p| {
+                    let name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    name.starts_with(&first) && name.ends_with(".parquet") && p.is_file()
+                })
+            })
+            .cloned()
+    })
 }
 
 impl Source {
@@ -64,7 +83,7 @@ impl Source {
             match find_split(path, names) {
                 Some(p) => Ok(p),
                 None => bail_usage!(
-                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv, .jsonl and .json files, gzipped or not, and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
+                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv, .jsonl, .json and .parquet files, Parquet shards as the Hugging Face Hub serves them, and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
                     path.display()
                 ),
             }
@@ -165,6 +184,7 @@ pub fn split_by_class(all: &Split, shares: Shares, seed: u64) -> Result<(Split, 
             found_by: all.found_by.clone(),
             pairs: if all.pairs.is_empty() { Vec::new() } else { rows.iter().map(|&i| all.pairs[i].clone()).collect() },
             pair_column: all.pair_column.clone(),
+            class_names: all.class_names.clone(),
         }
     };
     let mut train_split = pick(&mut train, "train");
@@ -213,6 +233,16 @@ mod tests {
         touch("validation.csv");
         let Source::Dir { valid, .. } = Source::find(dir.path()).unwrap() else { panic!("a directory") };
         assert!(valid.as_ref().unwrap().ends_with("valid.csv"), "{valid:?}");
+        // The Hugging Face Hub's Parquet shards: the first shard stands for the split.
+        let hub = tempfile::tempdir().unwrap();
+        for f in
+            ["train-00001-of-00002.parquet", "train-00000-of-00002.parquet", "validation-00000-of-00001-5a74.parquet"]
+        {
+            std::fs::write(hub.path().join(f), "").unwrap();
+        }
+        let Source::Dir { train, valid, test } = Source::find(hub.path()).unwrap() else { panic!("a directory") };
+        assert!(train.ends_with("train-00000-of-00002.parquet"), "{train:?}");
+        assert!(valid.unwrap().ends_with("validation-00000-of-00001-5a74.parquet") && test.is_none());
     }
 
     #[test]

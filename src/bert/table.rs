@@ -2,10 +2,14 @@
 //! semicolon-separated text (the tutorial's CSVs, GLUE's TSVs, spreadsheet
 //! exports from European locales), or JSON objects, one per line as Hugging
 //! Face datasets' `to_json` and pandas' `to_json(orient="records",
-//! lines=True)` write them, or in one array (`orient="records"`). Any of
-//! these may be gzipped (`train.jsonl.gz`, as Amazon's and Yelp's reviews
-//! ship). A JSON file's keys are its columns' names, in the order they first
-//! appear; a row without a key has an empty cell there, as pandas reads it.
+//! lines=True)` write them, or in one array (`orient="records"`), or
+//! Parquet, as the Hugging Face Hub serves datasets (a split in shards,
+//! `train-00000-of-00002.parquet`, is read whole from its first shard). The
+//! text files may be gzipped (`train.jsonl.gz`, as Amazon's and Yelp's
+//! reviews ship). A JSON file's keys are its columns' names, in the order
+//! they first appear; a row without a key has an empty cell there, as pandas
+//! reads it. A Parquet file has no lines: its rows are counted from 1 where
+//! messages say "line".
 
 use std::io::Read;
 use std::path::Path;
@@ -22,11 +26,18 @@ const JSON_EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
 /// A file's text, ready to be read row by row.
 pub struct Table {
     form: Form,
+    /// The file's name for messages: a split in shards shows `*` for the
+    /// shard's number (`train-*-of-00002.parquet`).
+    name: String,
 }
 
 enum Form {
-    Delimited { bytes: Vec<u8>, delimiter: Delimiter },
-    Json(JsonRows),
+    Delimited {
+        bytes: Vec<u8>,
+        delimiter: Delimiter,
+    },
+    /// JSON and Parquet: rows under names the file gives.
+    Keyed(KeyedRows),
 }
 
 /// One row as read: the line it starts on (1-based), its place among the
@@ -41,6 +52,14 @@ pub struct Row<'a> {
 impl Table {
     /// Reads `path` (gunzipping a `.gz`) and works out how it is written.
     pub fn load(path: &Path) -> Result<Table> {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+            let shards = shards(path)?;
+            let name = match shard_parts(&file_name(path)) {
+                Some((stem, _, count)) if shards.len() > 1 => format!("{stem}-*-of-{count:05}.parquet"),
+                _ => file_name(path),
+            };
+            return Ok(Table { form: Form::Keyed(parquet_rows(&shards)?), name });
+        }
         let mut bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => bail_usage!("cannot read {}: {e}", path.display()),
@@ -54,24 +73,32 @@ impl Table {
             bytes = out;
             name = inner.to_string();
         }
+        if let Some(text) = utf16(&bytes) {
+            bytes = text.into_bytes();
+        }
         if bytes.starts_with("\u{feff}".as_bytes()) {
             bytes.drain(..3);
         }
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_string()).unwrap_or_default();
         let form = if JSON_EXTENSIONS.contains(&ext.as_str()) {
-            Form::Json(JsonRows::parse(&bytes, path)?)
+            Form::Keyed(KeyedRows::from_json(&bytes, path)?)
         } else {
             let bytes = utf8_or_windows_1252(bytes);
             let delimiter = Delimiter::of(&ext, &bytes);
             Form::Delimited { bytes, delimiter }
         };
-        Ok(Table { form })
+        Ok(Table { form, name: file_name(path) })
     }
 
-    /// Whether the file names its columns itself (JSON keys), so its first
-    /// row is never data.
+    /// The file's name without its directory, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the file names its columns itself (JSON keys, Parquet's
+    /// schema), so its first row is never data.
     pub fn named(&self) -> bool {
-        matches!(self.form, Form::Json(_))
+        matches!(self.form, Form::Keyed(_))
     }
 
     /// The cells of the first row, trimmed: the columns' names where it is a
@@ -82,7 +109,7 @@ impl Table {
                 Ok(h) => h.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect(),
                 Err(e) => bail_usage!("{}: cannot read the header row ({e})", path.display()),
             },
-            Form::Json(j) => j.names.clone(),
+            Form::Keyed(j) => j.names.clone(),
         };
         if names.iter().all(|n: &String| n.is_empty()) {
             bail_usage!("{} is empty: expected a header row naming the columns", path.display());
@@ -96,7 +123,7 @@ impl Table {
             Form::Delimited { bytes, delimiter } => {
                 csv_reader(bytes, *delimiter, true).byte_records().take(n).filter_map(|r| r.ok()).collect()
             }
-            Form::Json(j) => j.rows.iter().filter_map(|(_, r)| r.as_ref().ok()).take(n).cloned().collect(),
+            Form::Keyed(j) => j.rows.iter().filter_map(|(_, r)| r.as_ref().ok()).take(n).cloned().collect(),
         }
     }
 
@@ -121,7 +148,7 @@ impl Table {
                     each(Row { line, index, cells: read.map(|_| &record) })?;
                 }
             }
-            Form::Json(j) => {
+            Form::Keyed(j) => {
                 for (index, (line, cells)) in (0u64..).zip(&j.rows) {
                     each(Row { line: *line, index, cells: cells.as_ref().map_err(Clone::clone) })?;
                 }
@@ -130,11 +157,20 @@ impl Table {
         Ok(())
     }
 
+    /// The names the file gives the classes that `column`'s values 0, 1,
+    /// ... stand for (empty where it gives none).
+    pub fn class_names(&self, column: &str) -> &[String] {
+        match &self.form {
+            Form::Keyed(k) => k.class_names.iter().find(|(c, _)| c == column).map_or(&[], |(_, n)| n.as_slice()),
+            Form::Delimited { .. } => &[],
+        }
+    }
+
     /// What a row with the wrong number of cells most likely has.
     pub fn stray(&self) -> &'static str {
         match &self.form {
             Form::Delimited { delimiter, .. } => delimiter.stray(),
-            Form::Json(_) => "a key the first rows lack",
+            Form::Keyed(_) => "a key the first rows lack",
         }
     }
 
@@ -142,7 +178,7 @@ impl Table {
     /// each row must give one text and one label (multi-label data is not
     /// read as one class per list).
     pub fn single_values(&self, path: &Path, names: &[String], columns: &[usize]) -> Result<()> {
-        let Form::Json(j) = &self.form else { return Ok(()) };
+        let Form::Keyed(j) = &self.form else { return Ok(()) };
         for &c in columns {
             if let Some(Some(line)) = j.nested.get(c) {
                 bail_usage!(
@@ -156,12 +192,15 @@ impl Table {
     }
 }
 
-/// A JSON file's rows as cells under its keys.
-struct JsonRows {
+/// A JSON or Parquet file's rows as cells under its keys.
+struct KeyedRows {
     names: Vec<String>,
     rows: Vec<(u64, std::result::Result<csv::ByteRecord, String>)>,
     /// Per column, the first line where it holds a list or an object.
     nested: Vec<Option<u64>>,
+    /// The names of the classes a column's values 0, 1, ... stand for,
+    /// where the file says (Hugging Face's `ClassLabel` in Parquet metadata).
+    class_names: Vec<(String, Vec<String>)>,
 }
 
 /// A JSON object with its keys in the file's order.
@@ -187,8 +226,8 @@ impl<'de> Deserialize<'de> for Object {
     }
 }
 
-impl JsonRows {
-    fn parse(bytes: &[u8], path: &Path) -> Result<JsonRows> {
+impl KeyedRows {
+    fn from_json(bytes: &[u8], path: &Path) -> Result<KeyedRows> {
         let objects = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => array_objects(bytes, path)?,
             _ => line_objects(bytes),
@@ -219,7 +258,7 @@ impl JsonRows {
                 (line, cells)
             })
             .collect();
-        Ok(JsonRows { names, rows, nested })
+        Ok(KeyedRows { names, rows, nested, class_names: Vec::new() })
     }
 }
 
@@ -292,6 +331,140 @@ fn array_objects(bytes: &[u8], path: &Path) -> Result<Parsed> {
         at = end;
     }
     Ok(out)
+}
+
+/// (stem, index, count) of `NAME-00001-of-00003[-hash].parquet`.
+fn shard_parts(name: &str) -> Option<(&str, usize, usize)> {
+    let base = name.strip_suffix(".parquet")?;
+    let (stem, rest) = base.split_once("-of-").map(|(a, b)| (a.rsplit_once('-'), b))?;
+    let (stem, index) = stem?;
+    let count = rest.split('-').next()?;
+    let digits = |s: &str| s.len() >= 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(index) && digits(count)) {
+        return None;
+    }
+    Some((stem, index.parse().ok()?, count.parse().ok()?))
+}
+
+/// A file's name without its directory, for messages.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The shards of a split on the Hugging Face Hub, from any one of them:
+/// `train-00000-of-00003.parquet` (some with a hash after the count) and its
+/// siblings, in order; a file not named so is its own only shard.
+fn shards(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some((stem, _, count)) = shard_parts(&name) else { return Ok(vec![path.to_path_buf()]) };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut found: Vec<(usize, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let (s, i, c) = shard_parts(&n)?;
+                    (s == stem && c == count).then(|| (i, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.dedup_by_key(|(i, _)| *i);
+    if let Some(missing) = (0..count).find(|&i| found.get(i).is_none_or(|(j, _)| *j != i)) {
+        bail_usage!(
+            "{}: shard {missing} of {stem}'s {count} is not in {} (expected {stem}-{missing:05}-of-{count:05}.parquet); download every shard",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// A Parquet split's rows (all its shards'), under its top-level columns;
+/// pandas' saved index (`__index_level_0__`) is no column.
+fn parquet_rows(shards: &[std::path::PathBuf]) -> Result<KeyedRows> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let mut names: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    let mut nested: Vec<Option<u64>> = Vec::new();
+    let mut line = 0u64;
+    let mut class_names = Vec::new();
+    for shard in shards {
+        let file = match std::fs::File::open(shard) {
+            Ok(f) => f,
+            Err(e) => bail_usage!("cannot read {}: {e}", shard.display()),
+        };
+        let shard = shard.as_path();
+        let reader = match SerializedFileReader::new(file) {
+            Ok(r) => r,
+            Err(e) => bail_usage!("{}: not a readable Parquet file ({e})", shard.display()),
+        };
+        let schema = reader.metadata().file_metadata().schema_descr().root_schema().get_fields().to_vec();
+        let here: Vec<String> = schema.iter().map(|f| f.name().to_string()).collect();
+        if names.is_empty() {
+            names = here.iter().filter(|n| !n.starts_with("__index_level_")).cloned().collect();
+            nested = vec![None; names.len()];
+            class_names = hugging_face_classes(reader.metadata().file_metadata().key_value_metadata());
+        } else if !names.iter().all(|n| here.contains(n)) {
+            bail_usage!(
+                "{}: its columns ({}) are not those of the split's first shard ({})",
+                shard.display(),
+                here.join(", "),
+                names.join(", ")
+            );
+        }
+        let iter = match reader.get_row_iter(None) {
+            Ok(i) => i,
+            Err(e) => bail_usage!("{}: cannot read its rows ({e})", shard.display()),
+        };
+        for row in iter {
+            line += 1;
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => bail_usage!("{} row {line}: cannot read it ({e})", shard.display()),
+            };
+            let mut cells = vec![Vec::new(); names.len()];
+            for (name, field) in row.get_column_iter() {
+                let Some(at) = names.iter().position(|n| n == name) else { continue };
+                cells[at] = match field {
+                    Field::Null => Vec::new(),
+                    Field::Str(s) => s.as_bytes().to_vec(),
+                    Field::Bytes(b) => b.data().to_vec(),
+                    Field::Group(_) | Field::ListInternal(_) | Field::MapInternal(_) => {
+                        nested[at].get_or_insert(line);
+                        field.to_string().into_bytes()
+                    }
+                    other => other.to_string().into_bytes(),
+                };
+            }
+            rows.push((line, Ok(csv::ByteRecord::from(cells))));
+        }
+    }
+    Ok(KeyedRows { names, rows, nested, class_names })
+}
+
+/// The class names of each `ClassLabel` column, from the features the
+/// `datasets` library stores under the `huggingface` key of a Parquet
+/// file's metadata (IMDB's label: `neg`, `pos`).
+fn hugging_face_classes(metadata: Option<&Vec<parquet::file::metadata::KeyValue>>) -> Vec<(String, Vec<String>)> {
+    let Some(json) = metadata.into_iter().flatten().find(|kv| kv.key == "huggingface").and_then(|kv| kv.value.as_ref())
+    else {
+        return Vec::new();
+    };
+    let Ok(info) = serde_json::from_str::<Value>(json) else { return Vec::new() };
+    let Some(features) = info.pointer("/info/features").and_then(Value::as_object) else { return Vec::new() };
+    features
+        .iter()
+        .filter(|(_, f)| f.get("_type").and_then(Value::as_str) == Some("ClassLabel"))
+        .filter_map(|(column, f)| {
+            let names: Option<Vec<String>> =
+                f.get("names")?.as_array()?.iter().map(|n| n.as_str().map(str::to_string)).collect();
+            Some((column.clone(), names?))
+        })
+        .collect()
 }
 
 /// Line numbers of byte offsets, counted forward as records are read. (The
@@ -371,6 +544,21 @@ fn csv_reader(bytes: &[u8], delimiter: Delimiter, header: bool) -> csv::Reader<&
         }
     }
     b.from_reader(bytes)
+}
+
+/// The text of a UTF-16 file, which starts with its byte-order mark
+/// (Excel's "Unicode Text" export, a tab-separated file, is UTF-16 LE).
+fn utf16(bytes: &[u8]) -> Option<String> {
+    let little = match bytes.get(..2)? {
+        [0xff, 0xfe] => true,
+        [0xfe, 0xff] => false,
+        _ => return None,
+    };
+    let units: Vec<u16> = bytes[2..]
+        .chunks_exact(2)
+        .map(|c| if little { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+        .collect();
+    Some(String::from_utf16_lossy(&units))
 }
 
 /// The file's bytes as UTF-8. Files saved by Windows tools and Kaggle's
@@ -484,8 +672,98 @@ mod tests {
         std::fs::write(&p, b"not gzip").unwrap();
         let e = Table::load(&p).err().unwrap().to_string();
         assert!(e.contains("cannot gunzip"), "{e}");
+        // Excel's "Unicode Text": UTF-16 LE with a byte-order mark, tabs.
+        let p = dir.path().join("train.txt");
+        let text = "label\ttext\r\n1\tcaf\u{e9}, \u{1f600}\r\n";
+        let mut bytes = vec![0xff, 0xfe];
+        bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        std::fs::write(&p, bytes).unwrap();
+        let (names, rows) = read(&p);
+        assert_eq!(names, vec!["label", "text"]);
+        assert_eq!(rows[0], (2, 0, cells(&["1", "caf\u{e9}, \u{1f600}"])));
         // Commas in the header keep commas, whatever the rows hold.
         assert_eq!(Delimiter::of("csv", b"label,text\n1;x\n"), Delimiter::Comma);
         assert_eq!(Delimiter::of("txt", b"label\ttext; more\n"), Delimiter::Tab);
+    }
+
+    /// Writes a Parquet file as pyarrow does for `datasets`: a text column,
+    /// an optional int64 label, an optional list of ints, snappy-compressed,
+    /// with Hugging Face's features in the metadata.
+    fn write_parquet(path: &Path, texts: &[&str], labels: &[Option<i64>], tags: &[Vec<i64>]) {
+        use parquet::basic::Compression;
+        use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+        use parquet::file::metadata::KeyValue;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+        let schema = "message schema { REQUIRED BYTE_ARRAY text (UTF8); OPTIONAL INT64 label; \
+                      OPTIONAL group tags (LIST) { REPEATED group list { OPTIONAL INT64 element; } } }";
+        let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+        let features = r#"{"info": {"features": {"text": {"dtype": "string", "_type": "Value"},
+            "label": {"names": ["neg", "pos"], "_type": "ClassLabel"}}}}"#;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_key_value_metadata(Some(vec![KeyValue::new("huggingface".into(), features.to_string())]))
+            .build();
+        let mut w = SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Arc::new(props)).unwrap();
+        let mut group = w.next_row_group().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        let values: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(*t)).collect();
+        column.typed::<ByteArrayType>().write_batch(&values, None, None).unwrap();
+        column.close().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        let present: Vec<i64> = labels.iter().flatten().copied().collect();
+        let defined: Vec<i16> = labels.iter().map(|l| i16::from(l.is_some())).collect();
+        column.typed::<Int64Type>().write_batch(&present, Some(&defined), None).unwrap();
+        column.close().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        let (mut values, mut defined, mut repeated) = (Vec::new(), Vec::new(), Vec::new());
+        for list in tags {
+            if list.is_empty() {
+                defined.push(1);
+                repeated.push(0);
+            }
+            for (i, v) in list.iter().enumerate() {
+                values.push(*v);
+                defined.push(3);
+                repeated.push(i16::from(i > 0));
+            }
+        }
+        column.typed::<Int64Type>().write_batch(&values, Some(&defined), Some(&repeated)).unwrap();
+        column.close().unwrap();
+        group.close().unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn parquet_shards_read_as_one_split_with_hugging_face_class_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("train-00000-of-00002.parquet");
+        write_parquet(&first, &["a", "b"], &[Some(1), None], &[vec![], vec![4, 5]]);
+        write_parquet(&dir.path().join("train-00001-of-00002.parquet"), &["c"], &[Some(0)], &[vec![6]]);
+        let (names, rows) = read(&first);
+        assert_eq!(names, vec!["text", "label", "tags"]);
+        assert_eq!(rows[0], (1, 0, cells(&["a", "1", "[]"])));
+        assert_eq!(rows[1], (2, 1, cells(&["b", "", "[4, 5]"])));
+        assert_eq!(rows[2], (3, 2, cells(&["c", "0", "[6]"])));
+        let t = Table::load(&first).unwrap();
+        assert_eq!(t.name(), "train-*-of-00002.parquet");
+        assert!(t.named());
+        assert_eq!(t.class_names("label"), ["neg", "pos"]);
+        assert!(t.class_names("text").is_empty());
+        let e = t.single_values(&first, &names, &[0, 2]).unwrap_err().to_string();
+        assert!(e.contains("line 1: column 'tags' holds a list"), "{e}");
+        // Any shard finds the others; a missing one is named.
+        assert_eq!(read(&dir.path().join("train-00001-of-00002.parquet")).1.len(), 3);
+        std::fs::remove_file(dir.path().join("train-00001-of-00002.parquet")).unwrap();
+        let e = Table::load(&first).err().unwrap();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        assert!(e.to_string().contains("shard 1 of train's 2 is not in"), "{e}");
+        let fake = dir.path().join("test.parquet");
+        std::fs::write(&fake, "label,text\n1,a\n").unwrap();
+        let e = Table::load(&fake).err().unwrap().to_string();
+        assert!(e.contains("test.parquet: not a readable Parquet file"), "{e}");
+        assert_eq!(shard_parts("validation-00003-of-00010-5a744bf76a1d84b8.parquet"), Some(("validation", 3, 10)));
+        assert_eq!(shard_parts("train-1-of-2.parquet"), None);
     }
 }

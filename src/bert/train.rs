@@ -478,7 +478,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         };
         let began = Instant::now();
         let (loss, stop) = ctx.train_step(&mut dp, &mut opt, &batch, step, signal.requested().is_some())?;
-        let evaluates = (step + 1) % eval_every == 0 || step + 1 == total;
+        let evaluates = (step + 1).is_multiple_of(eval_every) || step + 1 == total;
         // The loss is read one step late, once the GPU is past it: reading it
         // now would make the host wait for this step before queueing the next.
         let reads_now = evaluates || stop;
@@ -515,7 +515,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
                 train_loss,
                 valid: &valid,
             });
-            if state.best.as_ref().map_or(true, |b| valid.loss < b.valid_loss) {
+            if state.best.as_ref().is_none_or(|b| valid.loss < b.valid_loss) {
                 state.best = Some(Best { step: state.step, valid_loss: valid.loss });
                 root_writes(cluster, || save_model(&model_path, &clf, cfg, &data.labels, &config, &state))?;
                 sink.event(Event::Saved { path: &model_path });
@@ -733,7 +733,13 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if train_split.is_empty() {
         bail_usage!("{} has no rows to train on", train_split.path.display());
     }
-    let labels = Labels::from_split(&train_split)?.named(&cfg.class_names, &train_split.path)?;
+    let labels = Labels::from_split(&train_split)?;
+    // The flag's names, else those the file gives (Hugging Face's ClassLabel).
+    let names = match cfg.class_names.is_empty() {
+        true => labels.names_from_file(&train_split),
+        false => cfg.class_names.clone(),
+    };
+    let labels = labels.named(&names, &train_split.path)?;
     if valid_split.is_empty() {
         bail_usage!("{} has no rows to validate on", valid_split.path.display());
     }

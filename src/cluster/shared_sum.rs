@@ -74,7 +74,7 @@ impl SharedSum {
     /// SIGBUS. Collective: every rank must reach the same answer.
     fn check_room(&self, need: u64) -> Result<()> {
         let free = shm_free_bytes();
-        let fits = i32::from(free.map_or(true, |f| f >= need + need / 2 + (64 << 20)));
+        let fits = i32::from(free.is_none_or(|f| f >= need + need / 2 + (64 << 20)));
         let mut all_fit = 0i32;
         self.comm.all_reduce_into(&fits, &mut all_fit, SystemOperation::min());
         if all_fit == 0 {

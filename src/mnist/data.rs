@@ -169,7 +169,7 @@ pub fn load(source: &DataSource) -> Result<Splits> {
 /// `label - 0.5`, i.e. byte 0 or 255 before scaling.
 pub fn fake_data(n: usize) -> Digits {
     let labels: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
-    let images = labels.iter().flat_map(|&l| std::iter::repeat(if l == 1 { 255 } else { 0 }).take(PIXELS)).collect();
+    let images = labels.iter().flat_map(|&l| std::iter::repeat_n(if l == 1 { 255 } else { 0 }, PIXELS)).collect();
     Digits { images, labels }
 }
 

@@ -63,7 +63,7 @@ impl Schedule {
     /// steps from step 0, as the tutorial does, and the last step, so short
     /// runs end with a validation error too.
     pub fn evaluates_at(&self, step: u64) -> bool {
-        step % self.eval_every == 0 || step + 1 == self.steps
+        step.is_multiple_of(self.eval_every) || step + 1 == self.steps
     }
 }
 
