@@ -11,7 +11,7 @@ use std::str::FromStr;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::data::Split;
+use super::data::{self, Split};
 use crate::bail_usage;
 use crate::train::rng::{derive, SplitMix64};
 
@@ -78,6 +78,24 @@ impl Source {
                 "-s/--source {}: no such directory or file (give a directory with train.csv, valid.csv and optionally test.csv, or one labelled CSV file to split)",
                 path.display()
             );
+        }
+        if find_split(path, TRAIN_NAMES).is_none() {
+            // A dataset repository from the Hugging Face Hub keeps its files a
+            // level down, in `data/` or one folder per configuration.
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            inner.retain(|d| d.is_dir() && find_split(d, TRAIN_NAMES).is_some());
+            inner.sort();
+            match inner.as_slice() {
+                [one] => return Source::find(one),
+                [] => {}
+                several => bail_usage!(
+                    "-s/--source {}: its folders hold several data sets ({}); give one of them to -s",
+                    path.display(),
+                    several.iter().map(|d| data::file_name(d)).collect::<Vec<_>>().join(", ")
+                ),
+            }
         }
         let need = |names: &[&str], f: &str| -> Result<PathBuf> {
             match find_split(path, names) {
@@ -243,6 +261,17 @@ mod tests {
         let Source::Dir { train, valid, test } = Source::find(hub.path()).unwrap() else { panic!("a directory") };
         assert!(train.ends_with("train-00000-of-00002.parquet"), "{train:?}");
         assert!(valid.unwrap().ends_with("validation-00000-of-00001-5a74.parquet") && test.is_none());
+        // A Hub repository's folder of data, a level down; several are a choice.
+        let repo = tempfile::tempdir().unwrap();
+        let data = repo.path().join("plain_text");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("train-00000-of-00001.parquet"), "").unwrap();
+        std::fs::write(repo.path().join("README.md"), "").unwrap();
+        assert!(matches!(Source::find(repo.path()).unwrap(), Source::File(p) if p.starts_with(&data)));
+        std::fs::create_dir_all(repo.path().join("sst2")).unwrap();
+        std::fs::write(repo.path().join("sst2/train.csv"), "").unwrap();
+        let e = Source::find(repo.path()).err().unwrap().to_string();
+        assert!(e.contains("several data sets (plain_text, sst2); give one of them to -s"), "{e}");
     }
 
     #[test]
