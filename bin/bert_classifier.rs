@@ -64,8 +64,9 @@ struct TrainArgs {
     output: PathBuf,
     /// The folder with train.csv, valid.csv and (optionally) test.csv, or one labelled CSV
     /// file, split by class into train, valid and test (--split). A folder without valid.csv
-    /// has a tenth of train.csv held out for validation. TSV, semicolon-separated and JSON
-    /// lines files (.tsv, .jsonl, .json), gzipped or not, are read as well.
+    /// has a tenth of train.csv held out for validation. TSV, semicolon-separated, JSON lines
+    /// and Parquet files (.tsv, .jsonl, .json, .parquet) are read as well; so is a folder per
+    /// class of text files (aclImdb) or a data file per class (Fake.csv, True.csv).
     #[arg(short = 's', long, default_value = ".")]
     source: PathBuf,
     /// With -s FILE: percent of its rows for train, valid and test, split by class

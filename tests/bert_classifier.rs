@@ -958,3 +958,36 @@ fn hub_names_download_into_the_hugging_face_cache_and_then_work_offline() {
     assert_eq!(cached.code, 0, "{}", cached.stderr);
     assert!(cached.stdout.contains("'gear tire': spam"), "{}", cached.stdout);
 }
+
+/// IMDB's own layout (aclImdb): a folder per split, a folder per class, a
+/// file per text, and an unlabelled folder beside the classes.
+#[test]
+fn class_folders_train_and_evaluate_as_imdb_ships_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("aclImdb");
+    for (split, n, seed) in [("train", 40, 21), ("test", 10, 22)] {
+        for (class, words, shift) in [("pos", &HAM, 0), ("neg", &SPAM, 100)] {
+            let folder = acl.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for (i, t) in sentences(words, n, seed + shift).iter().enumerate() {
+                std::fs::write(folder.join(format!("{i}_7.txt")), format!("{t}<br /><br />The end.")).unwrap();
+            }
+        }
+    }
+    std::fs::create_dir_all(acl.join("train/unsup")).unwrap();
+    std::fs::write(acl.join("train/unsup/0_0.txt"), "no label here").unwrap();
+    std::fs::write(acl.join("imdb.vocab"), "the\n").unwrap();
+    let out = dir.path().join("out");
+    let (d, o) = (acl.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "2", "--lr", "1e-4"]), 300).ok();
+    assert!(
+        r.stdout.contains("Data: train/{neg,pos} 72, valid held out of train/{neg,pos} (10% by class, seed 42) 8, test/{neg,pos} 20 rows; text column 'text', label column 'class' (classes from folder and file names: neg 40, pos 40; left out as unlabelled: unsup); classes neg, pos;"),
+        "{}",
+        r.stdout
+    );
+    let results = json(&out.join("results.json"));
+    assert!(results["test"]["accuracy"].as_f64().unwrap() >= 0.9, "{}", results["test"]);
+    let test = acl.join("test");
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", test.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("(20 rows)"), "{}", r.stdout);
+}

@@ -9,9 +9,11 @@
 //! [`table`] (a data file's rows: CSV, TSV, JSON lines, gzipped or not),
 //! [`columns`] (which columns hold the text and the label, by name or contents),
 //! [`source`] (the data directory, or one file split by class),
+//! [`class_folders`] (data sets whose folders or files name the classes),
 //! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes),
 //! [`packed_linear`] (linear layers on oneDNN with packed weights).
 
+pub mod class_folders;
 pub mod columns;
 pub mod config;
 pub mod data;

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use super::class_folders::ClassSet;
 use super::config::BertConfig;
 use super::data::{self, Column, Columns, Encoded, Labels, Split};
 use super::hub::{self, ModelFiles};
@@ -340,7 +341,20 @@ pub fn evaluate_file(
 ) -> Result<Option<EvaluateRun>> {
     let dev = placement(cluster, cfg)?;
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
-    let split: Split = cluster.agree(data::read_split(file, cols, skip_bad))?;
+    let read = || {
+        match file.is_dir() {
+        // A folder of class folders (or class files), as `train` reads them.
+        true => match ClassSet::find(file) {
+            Some(set) => set.read(&cols.text, skip_bad),
+            None => bail_usage!(
+                "{}: a folder to evaluate on needs a folder or data file per class (as aclImdb/test/neg and pos); give a labelled file otherwise",
+                file.display()
+            ),
+        },
+        false => data::read_split(file, cols, skip_bad),
+    }
+    };
+    let split: Split = cluster.agree(read())?;
     let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
     let set = Encoded { ids: data::encode_texts(&loaded.tokenizer, &split)?, labels: label_ids };
     let (ev, seconds) = timed(cluster, &dev, || {

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::class_folders::{self, ClassSet};
 use super::data::{self, Split};
 use crate::bail_usage;
 use crate::train::rng::{derive, SplitMix64};
@@ -26,6 +27,12 @@ pub enum Source {
         test: Option<PathBuf>,
     },
     File(PathBuf),
+    /// Classes named by their folders or files ([`ClassSet`]): a training
+    /// set, and a test set where the data set has one.
+    Classes {
+        train: ClassSet,
+        test: Option<ClassSet>,
+    },
 }
 
 /// The share of a directory's training file held out for validation when it
@@ -89,7 +96,11 @@ impl Source {
             inner.sort();
             match inner.as_slice() {
                 [one] => return Source::find(one),
-                [] => {}
+                [] => {
+                    if let Some((train, test)) = class_folders::find_splits(path) {
+                        return Ok(Source::Classes { train, test });
+                    }
+                }
                 several => bail_usage!(
                     "-s/--source {}: its folders hold several data sets ({}); give one of them to -s",
                     path.display(),

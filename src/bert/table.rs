@@ -546,6 +546,17 @@ fn csv_reader(bytes: &[u8], delimiter: Delimiter, header: bool) -> csv::Reader<&
     b.from_reader(bytes)
 }
 
+/// A text file's contents as text, whatever its encoding: UTF-8 (with or
+/// without a byte-order mark), UTF-16 with one, or Windows-1252.
+pub fn decode_text(bytes: Vec<u8>) -> String {
+    let bytes = match utf16(&bytes) {
+        Some(text) => return text,
+        None => utf8_or_windows_1252(bytes),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    text.strip_prefix('\u{feff}').unwrap_or(&text).to_string()
+}
+
 /// The text of a UTF-16 file, which starts with its byte-order mark
 /// (Excel's "Unicode Text" export, a tab-separated file, is UTF-16 LE).
 fn utf16(bytes: &[u8]) -> Option<String> {

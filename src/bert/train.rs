@@ -653,6 +653,34 @@ struct Data {
     mean_tokens: f64,
 }
 
+/// The training set less a share held out by class for validation, where
+/// the data has a test set but no validation set.
+fn hold_out(train: Split, cfg: &TrainConfig) -> Result<(Split, Split)> {
+    let shares = cfg.split.unwrap_or(source::HELD_OUT);
+    if shares.test > 0 {
+        bail_usage!(
+            "--split {shares}: {} has its own test set, so the test share must be 0 (such as --split 90,10,0)",
+            cfg.source.display()
+        );
+    }
+    let (part, mut valid, _) = source::split_by_class(&train, shares, cfg.seed)?;
+    valid.name = format!("valid held out of {} ({}% by class, seed {})", train.name, shares.valid, cfg.seed);
+    Ok((Split { name: train.name.clone(), ..part }, valid))
+}
+
+/// The splits of all the labelled data, by class in `--split`'s shares.
+type Splits = (Split, Split, Option<Split>, Option<String>, [String; 3]);
+
+fn split_whole(all: Split, cfg: &TrainConfig) -> Result<Splits> {
+    if all.is_empty() {
+        bail_usage!("{} has no rows to train on", all.path.display());
+    }
+    let shares = cfg.split.unwrap_or_default();
+    let (train, valid, test) = source::split_by_class(&all, shares, cfg.seed)?;
+    let how = format!("{} split {shares} by class (seed {})", all.name, cfg.seed);
+    Ok((train, valid, test, Some(how), ["train", "valid", "test"].map(str::to_string)))
+}
+
 fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
     if cfg.epochs == 0 || cfg.batch_size == 0 {
         bail_usage!("--epochs and --batch-size must be at least 1");
@@ -684,21 +712,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             };
             let (train, valid) = match valid {
                 Some(v) => (train, read(&v, &others)?),
-                None => {
-                    let shares = cfg.split.unwrap_or(source::HELD_OUT);
-                    if shares.test > 0 {
-                        bail_usage!(
-                            "--split {shares}: {} has its own test file, so the test share must be 0 (such as --split 90,10,0)",
-                            cfg.source.display()
-                        );
-                    }
-                    let (part, mut valid, _) = source::split_by_class(&train, shares, cfg.seed)?;
-                    valid.name = format!(
-                        "valid held out of {} ({}% by class, seed {})",
-                        train.name, shares.valid, cfg.seed
-                    );
-                    (Split { name: train.name.clone(), ..part }, valid)
-                }
+                None => hold_out(train, cfg)?,
             };
             let test_name = test.as_deref().map_or_else(|| "test.csv".to_string(), data::file_name);
             let test = match test {
@@ -719,15 +733,13 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
             let files = [train.name.clone(), valid.name.clone(), test_name];
             (train, valid, test, None, files)
         }
-        Source::File(path) => {
-            let shares = cfg.split.unwrap_or_default();
-            let all = read(&path, &flags)?;
-            if all.is_empty() {
-                bail_usage!("{} has no rows to train on", path.display());
-            }
-            let (train, valid, test) = source::split_by_class(&all, shares, cfg.seed)?;
-            let how = format!("{} split {shares} by class (seed {})", all.name, cfg.seed);
-            (train, valid, test, Some(how), ["train", "valid", "test"].map(str::to_string))
+        Source::File(path) => split_whole(read(&path, &flags)?, cfg)?,
+        Source::Classes { train, test: None } => split_whole(train.read(&flags.text, cfg.skip_bad_rows)?, cfg)?,
+        Source::Classes { train, test: Some(test) } => {
+            let (train, valid) = hold_out(train.read(&flags.text, cfg.skip_bad_rows)?, cfg)?;
+            let test = test.read(&Column::Named(train.text_column.clone()), cfg.skip_bad_rows)?;
+            let files = [train.name.clone(), valid.name.clone(), test.name.clone()];
+            (train, valid, Some(test), None, files)
         }
     };
     if train_split.is_empty() {
