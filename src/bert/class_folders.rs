@@ -120,6 +120,13 @@ impl ClassSet {
     }
 }
 
+/// The data files directly in `dir`, in name order.
+pub fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = files_in(dir);
+    files.retain(|f| is_data_file(&table::file_name(f)));
+    files
+}
+
 fn is_data_file(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     let name = name.strip_suffix(".gz").unwrap_or(&name);

@@ -100,6 +100,10 @@ impl Source {
                     if let Some((train, test)) = class_folders::find_splits(path) {
                         return Ok(Source::Classes { train, test });
                     }
+                    // A folder holding one labelled file, whatever its name.
+                    if let [one] = class_folders::data_files(path).as_slice() {
+                        return Ok(Source::File(one.clone()));
+                    }
                 }
                 several => bail_usage!(
                     "-s/--source {}: its folders hold several data sets ({}); give one of them to -s",
@@ -283,6 +287,11 @@ mod tests {
         std::fs::write(repo.path().join("sst2/train.csv"), "").unwrap();
         let e = Source::find(repo.path()).err().unwrap().to_string();
         assert!(e.contains("several data sets (plain_text, sst2); give one of them to -s"), "{e}");
+        // A folder of one labelled file is that file, whatever its name.
+        let kaggle = tempfile::tempdir().unwrap();
+        std::fs::write(kaggle.path().join("spam.csv"), "").unwrap();
+        std::fs::write(kaggle.path().join("notes.txt"), "").unwrap();
+        assert!(matches!(Source::find(kaggle.path()).unwrap(), Source::File(p) if p.ends_with("spam.csv")));
     }
 
     #[test]
