@@ -232,6 +232,19 @@ impl KeyedRows {
             Some(b'[') => array_objects(bytes, path)?,
             _ => line_objects(bytes),
         };
+        if let [(_, Ok(only))] = objects.as_slice() {
+            if !only.0.is_empty() && only.0.iter().all(|(_, v)| v.is_object()) {
+                bail_usage!(
+                    "{}: one object of columns, as pandas' to_json() writes by default; write one object per row instead: df.to_json(path, orient=\"records\", lines=True)",
+                    path.display()
+                );
+            }
+        }
+        if let Some((line, Err(why))) =
+            objects.iter().find(|(_, o)| o.is_err()).filter(|_| objects.iter().all(|(_, o)| o.is_err()))
+        {
+            bail_usage!("{} line {line}: {why}; expected one JSON object per line", path.display());
+        }
         let mut names: Vec<String> = Vec::new();
         for (_, o) in &objects {
             for (k, _) in o.iter().flat_map(|o| &o.0) {
@@ -638,6 +651,16 @@ mod tests {
         assert_eq!((*line, *index), (5, 3));
         assert!(why.as_ref().unwrap_err().starts_with("not a JSON object"), "{why:?}");
         assert!(Table::load(&p).unwrap().named());
+        // pandas' default to_json(), and a file of no objects at all, say what they are.
+        for (text, says) in [
+            ("{\"text\": {\"0\": \"a\"}, \"label\": {\"0\": 1}}\n", "orient=\"records\", lines=True"),
+            ("42\n", "line 1: not a JSON object"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Table::load(&p).err().unwrap();
+            assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
     }
 
     #[test]
