@@ -240,10 +240,11 @@ impl KeyedRows {
                 );
             }
         }
-        if let Some((line, Err(why))) =
-            objects.iter().find(|(_, o)| o.is_err()).filter(|_| objects.iter().all(|(_, o)| o.is_err()))
-        {
-            bail_usage!("{} line {line}: {why}; expected one JSON object per line", path.display());
+        // Not one row an object: the file is no JSON lines at all.
+        if let [(line, Err(why)), ..] = objects.as_slice() {
+            if objects.iter().all(|(_, o)| o.is_err()) {
+                bail_usage!("{} line {line}: {why}; expected one JSON object per line", path.display());
+            }
         }
         let mut names: Vec<String> = Vec::new();
         for (_, o) in &objects {
