@@ -13,6 +13,7 @@ use hpcml::bert::export::{self, Which};
 use hpcml::bert::output::{self, Reporter};
 use hpcml::bert::predict::{self, PredictConfig};
 use hpcml::bert::source::Shares;
+use hpcml::bert::table;
 use hpcml::bert::train::{self, Outcome, TrainConfig};
 use hpcml::cluster::Cluster;
 use hpcml::device::DeviceRequest;
@@ -302,6 +303,20 @@ fn run_predict(cluster: &Cluster, a: PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The non-blank lines of a text, in whatever encoding a text file comes
+/// (UTF-8, UTF-16 with a byte-order mark, Windows-1252).
+fn lines_of(bytes: Vec<u8>) -> Vec<String> {
+    table::decode_text(bytes).lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+fn stdin_bytes() -> anyhow::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut b) {
+        bail_usage!("cannot read stdin: {e}");
+    }
+    Ok(b)
+}
+
 /// The texts to classify: arguments, else --file, else --csv, else stdin;
 /// with the second texts, where a CSV holds pairs (else empty).
 fn gather_texts(a: &PredictArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
@@ -319,16 +334,14 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let mut texts = a.texts.clone();
     if let Some(file) = &a.file {
         let body = if file.as_os_str() == "-" {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
-            s
+            stdin_bytes()?
         } else {
-            match std::fs::read_to_string(file) {
-                Ok(s) => s,
+            match std::fs::read(file) {
+                Ok(b) => b,
                 Err(e) => bail_usage!("--file {}: {e}", file.display()),
             }
         };
-        texts.extend(body.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        texts.extend(lines_of(body));
     }
     if let Some(csv) = &a.csv {
         let (more, pairs) = predict::texts_from_csv(csv, &cols, a.skip_bad_rows)?;
@@ -344,9 +357,7 @@ fn gather_texts(a: &PredictArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         if std::io::stdin().is_terminal() {
             bail_usage!("nothing to classify: give texts as arguments, --file PATH, --csv PATH, or lines on stdin");
         }
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
-        texts.extend(s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        texts.extend(lines_of(stdin_bytes()?));
     }
     if texts.is_empty() {
         bail_usage!("nothing to classify: the input has no texts");

@@ -372,9 +372,11 @@ fn predict_reads_files_stdin_and_csv_and_evaluate_reports() {
     let m = t.out.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("texts.txt");
-    std::fs::write(&list, "apple pear\n\nclutch wheel\n").unwrap();
+    // Saved by a Windows tool: Windows-1252 (0xe9 is an e with an acute accent).
+    std::fs::write(&list, b"apple pear caf\xe9\n\nclutch wheel\n").unwrap();
     let r = run(BIN, &["predict", "-m", m, "-d", "cpu", "--file", list.to_str().unwrap()], 120).ok();
     assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    assert!(r.stdout.contains("'apple pear caf\u{e9}': ham"), "{}", r.stdout);
     let mut child = Command::new(exe(BIN))
         .args(["predict", "-m", m, "-d", "cpu"])
         .stdin(Stdio::piped())
