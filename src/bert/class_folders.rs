@@ -49,7 +49,9 @@ impl ClassSet {
                     classes.push((name, p));
                 }
             } else if p.is_file() && is_data_file(&name) {
-                let class = name.split('.').next().unwrap_or_default().to_string();
+                // The name less its ending: `fake.news.csv.gz` is class `fake.news`.
+                let stem = name.strip_suffix(".gz").unwrap_or(&name);
+                let class = stem.rsplit_once('.').map_or(stem, |(s, _)| s).to_string();
                 classes.push((class, p));
             }
         }
@@ -213,6 +215,12 @@ mod tests {
         write(&dir.path().join("Fake.csv"), b"title,text,subject\nt,fake one,news\nu,fake two,news\n");
         write(&dir.path().join("True.csv"), b"title,text,subject\nv,true one,politics\n");
         write(&dir.path().join("notes.txt"), b"not data");
+        // A class is its file's name less the ending.
+        write(&dir.path().join("satire.news.jsonl.gz"), b"");
+        let (set, _) = find_splits(dir.path()).unwrap();
+        let names: Vec<&str> = set.classes.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, vec!["Fake", "True", "satire.news"]);
+        std::fs::remove_file(dir.path().join("satire.news.jsonl.gz")).unwrap();
         let other = tempfile::tempdir().unwrap();
         write(&other.path().join("valid.csv"), b"text,label\na,1\n");
         write(&other.path().join("test.csv"), b"text,label\na,1\n");
