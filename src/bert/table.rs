@@ -523,13 +523,23 @@ impl Delimiter {
         }
         let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
         let has = |c: u8| header.contains(&c);
-        if has(b'\t') && !has(b',') {
+        let by_header = if has(b'\t') && !has(b',') {
             Delimiter::Tab
         } else if has(b';') && !has(b',') && !has(b'\t') {
             Delimiter::Semicolon
         } else {
             Delimiter::Comma
+        };
+        // A first row with both tabs and commas (UCI's SMSSpamCollection:
+        // `ham<TAB>Go until jurong point, crazy..`) is told by the rows: the
+        // delimiter that splits them all alike.
+        if consistent(bytes, by_header) {
+            return by_header;
         }
+        [Delimiter::Tab, Delimiter::Comma, Delimiter::Semicolon]
+            .into_iter()
+            .find(|&d| consistent(bytes, d))
+            .unwrap_or(by_header)
     }
 
     fn stray(self) -> &'static str {
@@ -539,6 +549,21 @@ impl Delimiter {
             Delimiter::Semicolon => "an unquoted semicolon or an unclosed quote",
         }
     }
+}
+
+/// Whether the first rows (up to 50) all split into the same number of
+/// fields, two or more, at `delimiter`.
+fn consistent(bytes: &[u8], delimiter: Delimiter) -> bool {
+    let mut fields = None;
+    for record in csv_reader(bytes, delimiter, false).byte_records().take(50) {
+        match (record, fields) {
+            (Err(_), _) => return false,
+            (Ok(r), None) => fields = Some(r.len()),
+            (Ok(r), Some(n)) if r.len() != n => return false,
+            _ => {}
+        }
+    }
+    fields.is_some_and(|n| n >= 2)
 }
 
 /// How every delimited file is read: rows of any length (each is checked
@@ -716,9 +741,14 @@ mod tests {
         let (names, rows) = read(&p);
         assert_eq!(names, vec!["label", "text"]);
         assert_eq!(rows[0], (2, 0, cells(&["1", "caf\u{e9}, \u{1f600}"])));
-        // Commas in the header keep commas, whatever the rows hold.
-        assert_eq!(Delimiter::of("csv", b"label,text\n1;x\n"), Delimiter::Comma);
+        // Commas in the header keep commas where the rows split alike.
+        assert_eq!(Delimiter::of("csv", b"label,text\n1,x;y\n"), Delimiter::Comma);
         assert_eq!(Delimiter::of("txt", b"label\ttext; more\n"), Delimiter::Tab);
+        // UCI's SMSSpamCollection: no header, no extension, tabs, commas in texts.
+        let sms = b"ham\tGo until jurong point, crazy..\nham\tOk lar...\nspam\tFree entry, in 2 a wkly comp, win\n";
+        assert_eq!(Delimiter::of("", sms), Delimiter::Tab);
+        // Rows that split alike at nothing (a broken file) keep the header's choice.
+        assert_eq!(Delimiter::of("csv", b"label,text\n1,a,b\n0\n"), Delimiter::Comma);
     }
 
     /// Writes a Parquet file as pyarrow does for `datasets`: a text column,
