@@ -123,7 +123,7 @@ struct LabelledCsvArgs {
     /// The CSV column with the text [default: titletext, else text, sentence, review, ... (the first the file has); evaluate: the one the model was trained on].
     #[arg(long)]
     text_column: Option<String>,
-    /// The CSV column with the class, integers or names [default: label, else labels, class, category, target, sentiment; evaluate: as trained].
+    /// The CSV column with the class, integers or names [default: label, else labels, class, category, target, sentiment, polarity, stars, rating, score, overall; evaluate: as trained].
     #[arg(long)]
     label_column: Option<String>,
     /// The CSV column with the second text of each pair (sentence pairs: paraphrase, entailment, question answering), read after --text-column's [default: with no --text-column, a usual pair such as sentence1 and sentence2, question and sentence, premise and hypothesis; evaluate: as trained].

@@ -26,8 +26,11 @@ use crate::bail_usage;
 /// (Hugging Face datasets, GLUE, Kaggle's reviews, messages and tweets).
 pub const TEXT_COLUMNS: &[&str] =
     &["titletext", "text", "sentence", "review", "message", "content", "comment", "tweet", "document"];
-/// The usual names of the class column, the tutorial's `label` first.
-pub const LABEL_COLUMNS: &[&str] = &["label", "labels", "class", "category", "target", "sentiment"];
+/// The usual names of the class column, the tutorial's `label` first, then
+/// those of review sets' ratings (Yelp's `stars`, Amazon's `overall`),
+/// which their other counts (`useful`, `helpful`) could pass for.
+pub const LABEL_COLUMNS: &[&str] =
+    &["label", "labels", "class", "category", "target", "sentiment", "polarity", "stars", "rating", "score", "overall"];
 
 /// The name a column of a file without a header row goes by.
 const NUMBERED: &str = "column ";
@@ -416,6 +419,12 @@ mod tests {
         assert_eq!(usual_position(&n[..1], TEXT_COLUMNS), None);
         let n = strings(&["id", "comment_text", "toxic"]);
         assert_eq!(usual_position(&n, TEXT_COLUMNS), Some(1));
+        // Review sets: the rating is the class, not a vote count with fewer values.
+        let n = strings(&["review_id", "useful", "stars", "text"]);
+        assert_eq!(usual_position(&n, LABEL_COLUMNS), Some(2));
+        let n = strings(&["reviewerID", "helpful", "reviewText", "overall", "summary"]);
+        assert_eq!(usual_position(&n, LABEL_COLUMNS), Some(3));
+        assert_eq!(usual_position(&n, TEXT_COLUMNS), Some(2));
     }
 
     #[test]
