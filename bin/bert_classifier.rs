@@ -120,7 +120,7 @@ struct TrainArgs {
 /// How `train` and `evaluate` read labelled CSV files.
 #[derive(Args, Debug, Clone)]
 struct LabelledCsvArgs {
-    /// The CSV column with the text [default: titletext, else text, sentence, review, ... (the first the file has); evaluate: the one the model was trained on].
+    /// The CSV column with the text, or columns joined with + (title+text: "title. text", as the tutorial's titletext) [default: titletext, else text, sentence, review, ... (the first the file has); evaluate: the one the model was trained on].
     #[arg(long)]
     text_column: Option<String>,
     /// The CSV column with the class, integers or names [default: label, else labels, class, category, target, sentiment, polarity, stars, rating, score, overall; evaluate: as trained].

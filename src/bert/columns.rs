@@ -95,6 +95,9 @@ pub struct Layout {
     /// Whether the first row names the columns (else it is data).
     pub header: bool,
     pub text_at: usize,
+    /// Columns whose texts follow the first's, joined by ". " (`--text-column
+    /// title+text`, as the tutorial's `titletext` is made).
+    pub text_also: Vec<usize>,
     pub label_at: Option<usize>,
     pub pair_at: Option<usize>,
     /// What the log should say about how the columns were found, when it
@@ -174,6 +177,7 @@ fn usual_position(names: &[String], usual: &[&str]) -> Option<usize> {
 }
 
 /// How a column is found in a file.
+#[derive(Clone, Copy)]
 enum Found {
     /// By its name in the header.
     Name(usize),
@@ -216,6 +220,18 @@ fn find(names: &[String], want: &Column, usual: &[&str]) -> Option<Found> {
                 .unwrap_or(Found::Guess),
         ),
     }
+}
+
+/// The columns of a name that joins several with `+` (`title+text`, `2+3`),
+/// where no column has the whole name and every part is a column; else none.
+fn joined(names: &[String], want: &Column) -> Vec<Found> {
+    let (Column::Named(c) | Column::Trained(c)) = want else { return Vec::new() };
+    if !c.contains('+') || names.iter().any(|n| n == c) {
+        return Vec::new();
+    }
+    let parts: Option<Vec<Found>> =
+        c.split('+').map(|p| find(names, &Column::Named(p.trim().to_string()), &[])).collect();
+    parts.unwrap_or_default()
 }
 
 /// The label column its contents show: filled on every row but a few, with
@@ -281,10 +297,13 @@ pub fn locate(
         }
         _ => None,
     };
-    let text = match usual_pair {
-        Some((a, _)) => Some(Found::Name(a)),
-        None => find(&first, &cols.text, TEXT_COLUMNS),
+    let parts = joined(&first, &cols.text);
+    let text = match (usual_pair, parts.first()) {
+        (Some((a, _)), _) => Some(Found::Name(a)),
+        (None, Some(&part)) => Some(part),
+        (None, None) => find(&first, &cols.text, TEXT_COLUMNS),
     };
+    let text_also: Vec<usize> = parts.iter().skip(1).filter_map(index).collect();
     let label = cols.label.as_ref().map(|l| find(&first, l, LABEL_COLUMNS));
     let named_missing = |want: &Column, flag: &str| -> Result<Layout> {
         let c = match want {
@@ -363,6 +382,13 @@ pub fn locate(
             first[pair_at.unwrap_or(text_at)]
         );
     }
+    if label_at.is_some_and(|l| text_also.contains(&l)) || pair_at.is_some_and(|p| text_also.contains(&p)) {
+        let (Column::Named(c) | Column::Trained(c)) = &cols.text else { unreachable!("only names join columns") };
+        bail_usage!(
+            "{}: a column of '{c}' is also the label or the second text; name the columns apart with --text-column, --label-column and --text-pair-column",
+            path.display()
+        );
+    }
     if label_at == Some(text_at) {
         bail_usage!(
             "{}: the text and the label would both be read from column '{}'; name them with --text-column and --label-column",
@@ -380,7 +406,7 @@ pub fn locate(
     }
     let found_by = (!said.is_empty())
         .then(|| format!("{}; name them with --text-column and --label-column if wrong", said.join("; ")));
-    Ok(Layout { names, header, text_at, label_at, pair_at, found_by })
+    Ok(Layout { names, header, text_at, text_also, label_at, pair_at, found_by })
 }
 
 #[cfg(test)]

@@ -94,7 +94,11 @@ fn open(path: &Path, cols: &Columns) -> Result<(Table, Layout)> {
 fn locate(table: &Table, path: &Path, cols: &Columns) -> Result<Layout> {
     let first = table.first_row(path)?;
     let layout = columns::locate(path, first, table.named(), cols, || table.sample(SAMPLE_ROWS))?;
-    let read: Vec<usize> = [Some(layout.text_at), layout.label_at, layout.pair_at].into_iter().flatten().collect();
+    let read: Vec<usize> = [Some(layout.text_at), layout.label_at, layout.pair_at]
+        .into_iter()
+        .flatten()
+        .chain(layout.text_also.iter().copied())
+        .collect();
     table.single_values(path, &layout.names, &read)?;
     Ok(layout)
 }
@@ -124,7 +128,11 @@ fn rows_of(table: &Table, layout: &Layout, path: &Path, skip_bad: bool) -> Resul
     let mut split = Split {
         name: table.name().to_string(),
         path: path.to_path_buf(),
-        text_column: name_of(layout.text_at),
+        text_column: std::iter::once(layout.text_at)
+            .chain(layout.text_also.iter().copied())
+            .map(name_of)
+            .collect::<Vec<_>>()
+            .join("+"),
         label_column: layout.label_at.map(name_of),
         pair_column: layout.pair_at.map(name_of),
         found_by: layout.found_by.clone(),
@@ -167,7 +175,16 @@ fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::res
             .map(str::to_string)
             .map_err(|_| "bytes that are not UTF-8".to_string())
     };
-    let text = field(text_at)?;
+    let mut text = field(text_at)?;
+    for &i in &layout.text_also {
+        // Joined as the tutorial joins title and text: "title. text".
+        let more = field(i)?;
+        match (text.trim().is_empty(), more.trim().is_empty()) {
+            (_, true) => {}
+            (true, false) => text = more,
+            (false, false) => text = format!("{text}. {more}"),
+        }
+    }
     let label = match label_at {
         Some(i) => {
             let l = field(i)?.trim().to_string();
@@ -569,6 +586,17 @@ mod tests {
         let trained = |c: &str| Columns::single(Column::Trained(c.into()), Some(Column::Usual));
         assert_eq!(read_split(&p, &trained("title"), false).unwrap().texts, vec!["t"]);
         assert_eq!(read_split(&p, &trained("body"), false).unwrap().texts, vec!["t x"]);
+        // Columns joined as the tutorial makes titletext: "title. text".
+        let joined = read_split(&p, &Columns::single(named("title+text"), Some(named("label"))), false).unwrap();
+        assert_eq!((joined.texts, joined.text_column.as_str()), (vec!["t. x".to_string()], "title+text"));
+        assert_eq!(read_split(&p, &trained("title+text"), false).unwrap().texts, vec!["t. x"]);
+        // By number, with nothing to tell a header by, the first row is data.
+        let numbered = read_split(&p, &Columns::single(named("2+ 3"), None), false).unwrap();
+        assert_eq!(numbered.texts, vec!["title. text", "t. x"]);
+        let e = read_split(&p, &Columns::single(named("title+body"), None), false).unwrap_err().to_string();
+        assert!(e.contains("no column 'title+body'"), "{e}");
+        let e = read_split(&p, &Columns::single(named("text+label"), Some(named("label"))), false).unwrap_err();
+        assert!(e.to_string().contains("a column of 'text+label' is also the label"), "{e}");
         // A named column is taken as named: no case folding, no fallback.
         let e = read_split(&p, &Columns::single(named("Text"), None), false).unwrap_err().to_string();
         assert!(e.contains("no column 'Text'"), "{e}");
