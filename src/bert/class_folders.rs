@@ -82,6 +82,12 @@ impl ClassSet {
         let mut counts = Vec::new();
         for (class, p) in &self.classes {
             let before = all.len();
+            if let (true, Column::Named(c)) = (p.is_dir(), text) {
+                bail_usage!(
+                    "--text-column {c}: {} holds text files, one text each, with no columns to name; leave the flag out",
+                    p.display()
+                );
+            }
             if p.is_dir() {
                 for (line, f) in (1u64..).zip(files_in(p)) {
                     let bytes = match std::fs::read(&f) {
@@ -200,6 +206,10 @@ mod tests {
         assert_eq!(s.records, vec![0, 1, 2]);
         assert!(s.found_by.unwrap().contains("neg 1, pos 2; left out as unlabelled: unsup"));
         assert_eq!(test.unwrap().read(&Column::Usual, false).unwrap().len(), 3);
+        let e = train.read(&Column::Named("review".into()), false).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), crate::cli::EXIT_USAGE);
+        assert!(e.to_string().contains("--text-column review:") && e.to_string().contains("leave the flag out"), "{e}");
+        assert!(train.read(&Column::Trained("text".into()), false).is_ok(), "a model's recorded column is no flag");
         // Without train and test folders, the folder itself is the one split.
         let (only, none) = find_splits(&acl.join("test")).unwrap();
         assert!(none.is_none() && only.root.ends_with("test"));
