@@ -737,7 +737,8 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         Source::Classes { train, test: None } => split_whole(train.read(&flags.text, cfg.skip_bad_rows)?, cfg)?,
         Source::Classes { train, test: Some(test) } => {
             let (train, valid) = hold_out(train.read(&flags.text, cfg.skip_bad_rows)?, cfg)?;
-            let test = test.read(&Column::Named(train.text_column.clone()), cfg.skip_bad_rows)?;
+            // Read as train was: by the same flag, or the same usual names.
+            let test = test.read(&flags.text, cfg.skip_bad_rows)?;
             let files = [train.name.clone(), valid.name.clone(), test.name.clone()];
             (train, valid, Some(test), None, files)
         }
