@@ -13,8 +13,6 @@ use super::data::{self, Column, Columns, Split};
 use super::table;
 use crate::bail_usage;
 
-/// The endings of data files (before any `.gz`), each file a class.
-const DATA_EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "parquet"];
 /// Names of splits, which no class has.
 const SPLIT_NAMES: &[&str] = &["train", "valid", "validation", "dev", "test"];
 /// Folders of texts without labels, as IMDB ships next to its classes.
@@ -33,11 +31,9 @@ impl ClassSet {
     /// `dir`'s classes, where it has two or more: non-hidden folders that
     /// hold files, or data files.
     pub fn find(dir: &Path) -> Option<ClassSet> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        entries.sort();
         let mut classes = Vec::new();
         let mut unlabelled = Vec::new();
-        for p in entries {
+        for p in table::entries(dir) {
             let name = table::file_name(&p);
             if name.starts_with('.') {
                 continue;
@@ -48,7 +44,7 @@ impl ClassSet {
                 } else {
                     classes.push((name, p));
                 }
-            } else if p.is_file() && is_data_file(&name) {
+            } else if p.is_file() && table::is_data_file(&name) {
                 // The name less its ending: `fake.news.csv.gz` is class `fake.news`.
                 let stem = name.strip_suffix(".gz").unwrap_or(&name);
                 let class = stem.rsplit_once('.').map_or(stem, |(s, _)| s).to_string();
@@ -131,22 +127,14 @@ impl ClassSet {
 /// The data files directly in `dir`, in name order.
 pub fn data_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = files_in(dir);
-    files.retain(|f| is_data_file(&table::file_name(f)));
+    files.retain(|f| table::is_data_file(&table::file_name(f)));
     files
-}
-
-fn is_data_file(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
-    name.rsplit_once('.').is_some_and(|(_, ext)| DATA_EXTENSIONS.contains(&ext))
 }
 
 /// A folder's non-hidden files, in name order.
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    let mut files = table::entries(dir);
     files.retain(|f| f.is_file() && !table::file_name(f).starts_with('.'));
-    files.sort();
     files
 }
 
@@ -158,9 +146,8 @@ fn holds_files(dir: &Path) -> bool {
 /// names ending so, as 20 Newsgroups' `20news-bydate-train`), each a
 /// [`ClassSet`]; else `dir` itself as the one split.
 pub fn find_splits(dir: &Path) -> Option<(ClassSet, Option<ClassSet>)> {
-    let mut subdirs: Vec<PathBuf> =
-        std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    subdirs.sort();
+    let mut subdirs = table::entries(dir);
+    subdirs.retain(|p| p.is_dir());
     let named = |word: &str| {
         subdirs.iter().find(|d| {
             let n = table::file_name(d).to_ascii_lowercase();

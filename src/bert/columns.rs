@@ -383,10 +383,11 @@ pub fn locate(
         );
     }
     if label_at.is_some_and(|l| text_also.contains(&l)) || pair_at.is_some_and(|p| text_also.contains(&p)) {
-        let (Column::Named(c) | Column::Trained(c)) = &cols.text else { unreachable!("only names join columns") };
+        let joined: Vec<&str> = std::iter::once(text_at).chain(text_also).map(|i| first[i].as_str()).collect();
         bail_usage!(
-            "{}: a column of '{c}' is also the label or the second text; name the columns apart with --text-column, --label-column and --text-pair-column",
-            path.display()
+            "{}: a column of '{}' is also the label or the second text; name the columns apart with --text-column, --label-column and --text-pair-column",
+            path.display(),
+            joined.join("+")
         );
     }
     if label_at == Some(text_at) {

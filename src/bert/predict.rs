@@ -342,17 +342,17 @@ pub fn evaluate_file(
     let dev = placement(cluster, cfg)?;
     let loaded = cluster.agree(load_classifier(&cfg.model, cfg.max_len, dev.tch()))?;
     let read = || {
-        match file.is_dir() {
+        if !file.is_dir() {
+            return data::read_split(file, cols, skip_bad);
+        }
         // A folder of class folders (or class files), as `train` reads them.
-        true => match ClassSet::find(file) {
+        match ClassSet::find(file) {
             Some(set) => set.read(&cols.text, skip_bad),
             None => bail_usage!(
                 "{}: a folder to evaluate on needs a folder or data file per class (as aclImdb/test/neg and pos); give a labelled file otherwise",
                 file.display()
             ),
-        },
-        false => data::read_split(file, cols, skip_bad),
-    }
+        }
     };
     let split: Split = cluster.agree(read())?;
     let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::class_folders::{self, ClassSet};
 use super::data::{self, Split};
+use super::table;
 use crate::bail_usage;
 use crate::train::rng::{derive, SplitMix64};
 
@@ -40,34 +41,28 @@ pub enum Source {
 pub const HELD_OUT: Shares = Shares { train: 90, valid: 10, test: 0 };
 
 /// The names a split's file may have in a source directory, tried in this
-/// order, each with each of [`EXTENSIONS`]: the tutorial's, then those of
+/// order, each with each of [`table::EXTENSIONS`]: the tutorial's, then those of
 /// Hugging Face exports (`validation`) and GLUE (`dev`).
 const TRAIN_NAMES: &[&str] = &["train"];
 const VALID_NAMES: &[&str] = &["valid", "validation", "dev"];
 const TEST_NAMES: &[&str] = &["test"];
 
-/// The endings a split's file may have, in the order they are tried: the
-/// tutorial's CSV, GLUE's TSV, JSON lines as Hugging Face datasets'
-/// `to_json` writes them, each also gzipped, and Parquet ([`super::table`]).
-const EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz", "parquet"];
-
-/// The first file of `names` (with any of [`EXTENSIONS`]) in `dir`, else
+/// The first file of `names` (with any of [`table::EXTENSIONS`]) in `dir`, else
 /// the first shard of a split as the Hugging Face Hub serves it
 /// (`train-00000-of-00002.parquet`; the table reads every shard).
 fn find_split(dir: &Path, names: &[&str]) -> Option<PathBuf> {
     let exact = names
         .iter()
-        .flat_map(|n| EXTENSIONS.iter().map(move |ext| dir.join(format!("{n}.{ext}"))))
+        .flat_map(|n| table::EXTENSIONS.iter().map(move |ext| dir.join(format!("{n}.{ext}"))))
         .find(|p| p.is_file());
     exact.or_else(|| {
-        let mut listed: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        listed.sort();
+        let listed = table::entries(dir);
         names
             .iter()
             .find_map(|n| {
                 let first = format!("{n}-00000-of-");
                 listed.iter().find(|p| {
-                    let name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = table::file_name(p);
                     name.starts_with(&first) && name.ends_with(".parquet") && p.is_file()
                 })
             })
@@ -89,11 +84,8 @@ impl Source {
         if find_split(path, TRAIN_NAMES).is_none() {
             // A dataset repository from the Hugging Face Hub keeps its files a
             // level down, in `data/` or one folder per configuration.
-            let mut inner: Vec<PathBuf> = std::fs::read_dir(path)
-                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-                .unwrap_or_default();
+            let mut inner = table::entries(path);
             inner.retain(|d| d.is_dir() && find_split(d, TRAIN_NAMES).is_some());
-            inner.sort();
             match inner.as_slice() {
                 [one] => return Source::find(one),
                 [] => {

@@ -22,6 +22,10 @@ use crate::bail_usage;
 
 /// The file name endings read as JSON (before any `.gz`).
 const JSON_EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
+/// The endings a data file is known by, in the order a split's file is
+/// looked for: the tutorial's CSV, GLUE's TSV, JSON lines as Hugging Face
+/// datasets' `to_json` writes them, each also gzipped, and Parquet.
+pub const EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz", "parquet"];
 
 /// A file's text, ready to be read row by row.
 pub struct Table {
@@ -73,12 +77,7 @@ impl Table {
             bytes = out;
             name = inner.to_string();
         }
-        if let Some(text) = utf16(&bytes) {
-            bytes = text.into_bytes();
-        }
-        if bytes.starts_with("\u{feff}".as_bytes()) {
-            bytes.drain(..3);
-        }
+        let bytes = without_bom(bytes);
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_string()).unwrap_or_default();
         let form = if JSON_EXTENSIONS.contains(&ext.as_str()) {
             Form::Keyed(KeyedRows::from_json(&bytes, path)?)
@@ -360,6 +359,20 @@ fn shard_parts(name: &str) -> Option<(&str, usize, usize)> {
     Some((stem, index.parse().ok()?, count.parse().ok()?))
 }
 
+/// Whether a file's name ends as a data file's does ([`EXTENSIONS`]).
+pub fn is_data_file(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    EXTENSIONS.iter().any(|ext| name.strip_suffix(ext).is_some_and(|stem| stem.ends_with('.')))
+}
+
+/// What a folder holds, in name order (nothing, where it cannot be read).
+pub fn entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    paths.sort();
+    paths
+}
+
 /// A file's name without its directory, for messages.
 pub fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
@@ -369,21 +382,17 @@ pub fn file_name(path: &Path) -> String {
 /// `train-00000-of-00003.parquet` (some with a hash after the count) and its
 /// siblings, in order; a file not named so is its own only shard.
 fn shards(path: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file_name(path);
     let Some((stem, _, count)) = shard_parts(&name) else { return Ok(vec![path.to_path_buf()]) };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut found: Vec<(usize, std::path::PathBuf)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    let (s, i, c) = shard_parts(&n)?;
-                    (s == stem && c == count).then(|| (i, e.path()))
-                })
-                .collect()
+    let mut found: Vec<(usize, std::path::PathBuf)> = entries(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let name = file_name(&p);
+            let (s, i, c) = shard_parts(&name)?;
+            (s == stem && c == count).then_some((i, p))
         })
-        .unwrap_or_default();
+        .collect();
     found.sort();
     found.dedup_by_key(|(i, _)| *i);
     if let Some(missing) = (0..count).find(|&i| found.get(i).is_none_or(|(j, _)| *j != i)) {
@@ -588,12 +597,17 @@ fn csv_reader(bytes: &[u8], delimiter: Delimiter, header: bool) -> csv::Reader<&
 /// A text file's contents as text, whatever its encoding: UTF-8 (with or
 /// without a byte-order mark), UTF-16 with one, or Windows-1252.
 pub fn decode_text(bytes: Vec<u8>) -> String {
-    let bytes = match utf16(&bytes) {
-        Some(text) => return text,
-        None => utf8_or_windows_1252(bytes),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    text.strip_prefix('\u{feff}').unwrap_or(&text).to_string()
+    String::from_utf8_lossy(&utf8_or_windows_1252(without_bom(bytes))).into_owned()
+}
+
+/// A text file's bytes without a byte-order mark: UTF-16 converted to
+/// UTF-8, a UTF-8 mark dropped.
+fn without_bom(bytes: Vec<u8>) -> Vec<u8> {
+    let mut bytes = utf16(&bytes).map_or(bytes, String::into_bytes);
+    if bytes.starts_with("\u{feff}".as_bytes()) {
+        bytes.drain(..3);
+    }
+    bytes
 }
 
 /// The text of a UTF-16 file, which starts with its byte-order mark
