@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hpcml::bert::config::{BertConfig, Family};
-use hpcml::bert::hub;
 use hpcml::bert::model::{Batch, Pass};
 use hpcml::bert::tokenize::TextTokenizer;
+use hpcml::bert::{hub, torch_pickle};
 use hpcml::bert::{weights, Classifier};
 use hpcml::train::checkpoint::read_safetensors;
 use hpcml::train::Precision;
@@ -343,36 +343,83 @@ fn old_checkpoint_names_load_the_same_model() {
     assert!(e.to_string().contains("no classification head"), "{e}");
 }
 
+fn venv_python(script: &str, args: &[&Path]) {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let ok = std::process::Command::new(python).args(["-c", script]).args(args).status().unwrap();
+    assert!(ok.success(), "{script}");
+}
+
 #[test]
-fn pytorch_model_bin_loads_the_same_weights_and_legacy_pickles_say_how_to_convert() {
+fn pytorch_model_bin_in_either_torch_save_format_loads_the_same_weights() {
     let files = hub::resolve(None).unwrap();
     let reference = weights::read_checkpoint(&files).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&files.config, dir.path().join("config.json")).unwrap();
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let save = |zip: bool| {
-        let script = format!(
-            "import sys, torch; from safetensors.torch import load_file; torch.save(load_file(sys.argv[1]), sys.argv[2], _use_new_zipfile_serialization={})",
-            if zip { "True" } else { "False" }
+    let (safetensors, bin) = (files.dir.join("model.safetensors"), dir.path().join("pytorch_model.bin"));
+    for zip in ["True", "False"] {
+        // A state dict as transformers' save_pretrained wrote it (an
+        // OrderedDict with _metadata), in the zip format and the legacy one.
+        venv_python(
+            &format!(
+                "import sys, collections, torch; from safetensors.torch import load_file
+sd = collections.OrderedDict(load_file(sys.argv[1])); sd._metadata = collections.OrderedDict({{'': {{'version': 1}}}})
+torch.save(sd, sys.argv[2], _use_new_zipfile_serialization={zip})"
+            ),
+            &[&safetensors, &bin],
         );
-        let ok = std::process::Command::new(&python)
-            .args(["-c", &script])
-            .arg(files.dir.join("model.safetensors"))
-            .arg(dir.path().join("pytorch_model.bin"))
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    save(true);
-    let bin = hub::ModelFiles::in_dir("bin", dir.path()).unwrap();
-    assert!(matches!(bin.weights, hub::Weights::PytorchBin(_)));
-    let loaded = weights::read_checkpoint(&bin).unwrap();
-    assert_eq!(loaded.len(), reference.len());
-    for (name, t) in &reference {
-        assert!(loaded[name].equal(t), "{name}");
+        let files = hub::ModelFiles::in_dir("bin", dir.path()).unwrap();
+        assert!(matches!(files.weights, hub::Weights::PytorchBin(_)));
+        let loaded = weights::read_checkpoint(&files).unwrap();
+        assert_eq!(loaded.len(), reference.len(), "zip {zip}");
+        for (name, t) in &reference {
+            assert!(loaded[name].equal(t), "{name}, zip {zip}");
+        }
+        // Cut short, as an interrupted download leaves it: one line, exit 2.
+        let whole = std::fs::read(&bin).unwrap();
+        std::fs::write(&bin, &whole[..whole.len() / 2]).unwrap();
+        let e = weights::read_checkpoint(&files).unwrap_err();
+        assert_eq!(hpcml::cli::exit_code(&e), 2);
+        assert!(e.to_string().contains("truncated") && e.to_string().contains("save_file"), "zip {zip}: {e}");
     }
-    save(false);
-    let e = weights::read_checkpoint(&bin).unwrap_err();
-    assert_eq!(hpcml::cli::exit_code(&e), 2);
-    assert!(e.to_string().contains("legacy pickle format") && e.to_string().contains("save_file"), "{e}");
+    let files = hub::ModelFiles::in_dir("bin", dir.path()).unwrap();
+    std::fs::write(&bin, "<html>Not found</html>").unwrap();
+    let e = weights::read_checkpoint(&files).unwrap_err();
+    assert!(e.to_string().contains("not a PyTorch checkpoint"), "{e}");
+}
+
+#[test]
+fn torch_save_files_give_back_views_shared_storages_and_every_dtype_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legacy, zip, plain) =
+        (dir.path().join("legacy.bin"), dir.path().join("zip.bin"), dir.path().join("plain.bin"));
+    venv_python(
+        "import sys, collections, torch
+w = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+sd = collections.OrderedDict([('w', w), ('w.t', w.t()), ('w.tail', w[1:, 1:]), ('long', torch.tensor([1, -2, 3])),
+    ('half', torch.tensor([1.5, -2.25], dtype=torch.float16)), ('bf16', torch.tensor([0.5], dtype=torch.bfloat16)),
+    ('bool', torch.tensor(True)), ('param', torch.nn.Parameter(torch.full((2,), 7.0))), ('empty', torch.zeros(0, 3)),
+    ('f64', torch.tensor([[1e300]], dtype=torch.float64)), ('u8', torch.tensor([255], dtype=torch.uint8))])
+sd._metadata = collections.OrderedDict({'': {'version': 1}})
+wrapped = {'state_dict': sd, 'epoch': 3, 'lr': 1e-5, 'note': b'bytes'}
+torch.save(wrapped, sys.argv[1], _use_new_zipfile_serialization=False)
+torch.save(wrapped, sys.argv[2])
+torch.save({k: v.detach().contiguous() for k, v in sd.items()}, sys.argv[3])",
+        &[&legacy, &zip, &plain],
+    );
+    // libtorch reads the plain dict, the reference, but not the others.
+    let want: HashMap<String, Tensor> = Tensor::loadz_multi(&plain).unwrap().into_iter().collect();
+    assert!(Tensor::loadz_multi(&zip).is_err());
+    for (path, format) in [(&legacy, torch_pickle::Format::Legacy), (&zip, torch_pickle::Format::Zip)] {
+        assert_eq!(torch_pickle::Format::of(&std::fs::read(path).unwrap()), Some(format));
+        let got: HashMap<String, Tensor> = torch_pickle::read(path, format).unwrap().into_iter().collect();
+        assert_eq!(got.len(), want.len());
+        for (name, t) in &want {
+            let g = &got[name];
+            assert_eq!((g.kind(), g.size()), (t.kind(), t.size()), "{name}, {format:?}");
+            assert!(g.equal(t), "{name}, {format:?}: {g} against {t}");
+        }
+        // Tied tensors come back as copies of their own.
+        let _ = got["w.t"].shallow_clone().fill_(0.0);
+        assert!(got["w"].equal(&want["w"]), "{format:?}");
+    }
 }

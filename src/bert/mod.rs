@@ -7,6 +7,7 @@
 //! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
 //! downloads), [`data`] (labelled texts, classes, length-bucketed batches),
 //! [`table`] (a data file's rows: CSV, TSV, JSON lines, gzipped or not),
+//! [`torch_pickle`] (`pytorch_model.bin` in both of `torch.save`'s formats),
 //! [`columns`] (which columns hold the text and the label, by name or contents),
 //! [`source`] (the data directory, or one file split by class),
 //! [`class_folders`] (data sets whose folders or files name the classes),
@@ -27,6 +28,7 @@ pub mod predict;
 pub mod source;
 pub mod table;
 pub mod tokenize;
+pub mod torch_pickle;
 pub mod train;
 pub mod weights;
 

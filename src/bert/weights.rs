@@ -19,6 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::config::Family;
 use super::hub::{ModelFiles, Weights};
+use super::torch_pickle;
 use crate::bail_usage;
 use crate::train::checkpoint::read_safetensors;
 
@@ -47,21 +48,27 @@ pub fn read_checkpoint(files: &ModelFiles) -> Result<HashMap<String, Tensor>> {
     }
 }
 
-/// `pytorch_model.bin` through libtorch's own reader of `torch.save` zip
-/// archives (PyTorch >= 1.6, what `transformers` has written since); the
-/// legacy pickle format before it is refused with the one-line conversion.
+/// `pytorch_model.bin`, in either of `torch.save`'s formats ([`torch_pickle`]).
 fn read_pytorch_bin(path: &Path) -> Result<HashMap<String, Tensor>> {
-    match Tensor::loadz_multi(path) {
+    let mut head = [0u8; 14];
+    let got = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let Some(format) = torch_pickle::Format::of(&head[..got]) else {
+        bail_usage!(
+            "{} is not a PyTorch checkpoint (neither a torch.save zip archive nor its legacy format); download it again",
+            path.display()
+        )
+    };
+    match torch_pickle::read(path, format) {
         Ok(v) if !v.is_empty() => Ok(v.into_iter().collect()),
-        _ => {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            bail_usage!(
-                "{} is in PyTorch's legacy pickle format, which bert-classifier does not read; convert it once to model.safetensors with: python -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{}').items()}}, '{}', metadata={{'format': 'pt'}})\"",
-                path.display(),
-                path.display(),
-                dir.join("model.safetensors").display()
-            )
-        }
+        Ok(_) => bail_usage!("{} holds no tensors: not a model's state dict", path.display()),
+        Err(e) => bail_usage!(
+            "{}: {e:#}; download it again, or convert it once to model.safetensors with: python -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{}').items()}}, '{}', metadata={{'format': 'pt'}})\"",
+            path.display(),
+            path.display(),
+            path.parent().unwrap_or(Path::new(".")).join("model.safetensors").display()
+        ),
     }
 }
 
