@@ -108,7 +108,7 @@ impl Source {
             match find_split(path, names) {
                 Some(p) => Ok(p),
                 None => bail_usage!(
-                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv, .jsonl, .json and .parquet files, Parquet shards as the Hugging Face Hub serves them, and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
+                    "-s/--source {}: no {f} there (expected train.csv, and valid.csv and test.csv if there are; .tsv, .jsonl, .ndjson, .json and .parquet files, Parquet shards as the Hugging Face Hub serves them, and dev or validation for valid also do; or give one labelled CSV as -s FILE to split it; data/fake-news.md fetches the tutorial's)",
                     path.display()
                 ),
             }
@@ -284,6 +284,12 @@ mod tests {
         std::fs::write(kaggle.path().join("spam.csv"), "").unwrap();
         std::fs::write(kaggle.path().join("notes.txt"), "").unwrap();
         assert!(matches!(Source::find(kaggle.path()).unwrap(), Source::File(p) if p.ends_with("spam.csv")));
+        // JSON lines by their other name, gzipped or not.
+        let nd = tempfile::tempdir().unwrap();
+        std::fs::write(nd.path().join("train.ndjson.gz"), "").unwrap();
+        std::fs::write(nd.path().join("test.ndjson"), "").unwrap();
+        let Source::Dir { train, test, .. } = Source::find(nd.path()).unwrap() else { panic!("a directory") };
+        assert!(train.ends_with("train.ndjson.gz") && test.unwrap().ends_with("test.ndjson"));
     }
 
     #[test]

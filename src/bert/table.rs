@@ -25,7 +25,8 @@ const JSON_EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
 /// The endings a data file is known by, in the order a split's file is
 /// looked for: the tutorial's CSV, GLUE's TSV, JSON lines as Hugging Face
 /// datasets' `to_json` writes them, each also gzipped, and Parquet.
-pub const EXTENSIONS: &[&str] = &["csv", "tsv", "jsonl", "json", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz", "parquet"];
+pub const EXTENSIONS: &[&str] =
+    &["csv", "tsv", "jsonl", "json", "ndjson", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz", "ndjson.gz", "parquet"];
 
 /// A file's text, ready to be read row by row.
 pub struct Table {
