@@ -322,6 +322,40 @@ fn an_albert_checkpoint_fine_tunes_and_exports_for_transformers() {
 }
 
 #[test]
+fn an_albert_checkpoint_of_2020_with_a_legacy_pickle_and_spiece_model_fine_tunes_and_exports() {
+    // What older Hub fine-tunes ship: pytorch_model.bin in torch.save's
+    // legacy format and SentencePiece's spiece.model, no tokenizer.json.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("albert-2020");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(tiny("albert").join("config.json"), model.join("config.json")).unwrap();
+    let spiece = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/albert-spiece/spiece.model");
+    std::fs::copy(spiece, model.join("spiece.model")).unwrap();
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = "import sys, collections, torch; from safetensors.torch import load_file
+sd = collections.OrderedDict(load_file(sys.argv[1])); sd._metadata = collections.OrderedDict()
+torch.save(sd, sys.argv[2], _use_new_zipfile_serialization=False)";
+    let ok = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(tiny("albert").join("model.safetensors"))
+        .arg(model.join("pytorch_model.bin"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (out, r) = fine_tunes_and_exports(
+        &model,
+        "AlbertForSequenceClassification",
+        "classifier.bias, classifier.weight",
+        &["albert.pooler.weight"],
+        &["albert.encoder.layer."],
+    );
+    assert!(r.stdout.contains("spiece.model; new: "), "{}", r.stdout);
+    for f in ["out/spiece.model", "hf/spiece.model"] {
+        assert!(out.path().join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
 fn a_distilbert_checkpoint_fine_tunes_and_exports_for_transformers() {
     tiny_model_fine_tunes_and_exports(
         "distilbert",

@@ -231,6 +231,39 @@ fn roberta_from_vocab_json_and_merges_txt_gives_transformers_ids() {
     assert!(e.contains("vocab.json and") && e.contains("merges.txt are not a BPE vocabulary"), "{e}");
 }
 
+/// An ALBERT checkpoint that ships only SentencePiece's `spiece.model` (as
+/// fine-tunes saved before `tokenizer.json` existed do): the ids
+/// transformers' AlbertTokenizer gives with it, with ALBERT's default
+/// settings and with case and accents kept (tests/reference/make_spiece_reference.py).
+#[test]
+fn albert_from_spiece_model_gives_transformers_ids() {
+    let r = reference_file("albert_spiece_reference.json");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/albert-spiece/spiece.model");
+    let texts = texts(&r);
+    for (name, config) in
+        [("default", None), ("cased_accents", Some(r#"{"do_lower_case": false, "keep_accents": true}"#))]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&model, dir.path().join("spiece.model")).unwrap();
+        if let Some(c) = config {
+            std::fs::write(dir.path().join("tokenizer_config.json"), c).unwrap();
+        }
+        let t = TextTokenizer::load(dir.path(), 512).unwrap();
+        assert_eq!((t.source, t.pad_id, t.lowercase), ("spiece.model", 0, config.is_none()));
+        let got = t.encode(&texts).unwrap();
+        for ((text, got), want) in texts.iter().zip(&got).zip(ids(&r["ids"][name])) {
+            assert_eq!(got, &want, "{name}: {text:?}");
+        }
+    }
+    // A damaged file is named, in one line.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(dir.path().join("spiece.model"), &bytes[..bytes.len() / 3]).unwrap();
+    let e = TextTokenizer::load(dir.path(), 128).err().unwrap();
+    assert_eq!(hpcml::cli::exit_code(&e), 2);
+    assert!(e.to_string().contains("spiece.model is not a SentencePiece model this can read"), "{e}");
+}
+
 #[test]
 fn distilbert_matches_transformers() {
     // DistilBERT's config names (dim, n_layers, ...), layer names, no token

@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::config::BertConfig;
-use super::train::{CHECKPOINT_FILE, TOKENIZER_FILES};
+use super::tokenize;
+use super::train::CHECKPOINT_FILE;
 use super::{hub, weights, Classifier};
 use crate::bail_usage;
 use crate::train::checkpoint::{read_safetensors, write_safetensors_with_metadata};
@@ -74,7 +75,7 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
     let model_path = to.join("model.safetensors");
     write_safetensors_with_metadata(&model_path, &named, None, &[("format", "pt")])?;
     written.push(model_path);
-    for f in TOKENIZER_FILES {
+    for f in tokenize::FILES {
         let src = files.dir.join(f);
         if src.is_file() {
             let dst = to.join(f);
@@ -84,9 +85,9 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
         }
     }
     let has = |name: &str| written.iter().any(|p| p.ends_with(name));
-    if !(has("tokenizer.json") || has("vocab.txt") || has("vocab.json") && has("merges.txt")) {
+    if !(has("tokenizer.json") || has("vocab.txt") || has("vocab.json") && has("merges.txt") || has("spiece.model")) {
         bail_usage!(
-            "{} has no tokenizer files (tokenizer.json, vocab.txt, or vocab.json with merges.txt) to export with the model",
+            "{} has no tokenizer files (tokenizer.json, vocab.txt, vocab.json with merges.txt, or spiece.model) to export with the model",
             files.dir.display()
         );
     }

@@ -98,10 +98,8 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Files a checkpoint needs; the tokenizer ones are fetched when present.
+/// Files a checkpoint needs; the tokenizer ones (`tokenize::FILES`) are fetched when present.
 const REQUIRED: [&str; 1] = ["config.json"];
-const OPTIONAL: [&str; 6] =
-    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt"];
 
 /// Resolves `--model`: the default offline MiniLM when `None`, a directory, or
 /// a Hub name (cache first, then download unless offline).
@@ -226,7 +224,7 @@ impl HubCache {
         if !got_weights {
             bail_usage!("--model {repo}: the Hub has neither model.safetensors nor pytorch_model.bin for it");
         }
-        for file in OPTIONAL {
+        for file in super::tokenize::FILES {
             self.fetch(&agent, repo, file, &mut commit)?;
         }
         let commit = commit.ok_or_else(|| anyhow!("the Hub did not say which commit of {repo} it served"))?;

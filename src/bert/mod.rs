@@ -4,7 +4,7 @@
 //! One file per concern: [`config`] (the checkpoint's `config.json`),
 //! [`model`] (BERT in tch, Hugging Face's module tree), [`dropout`]
 //! (counter-based masks), [`weights`] (checkpoint names and loading),
-//! [`tokenize`], [`hub`] (model directories, the Hugging Face cache and
+//! [`tokenize`] ([`sentencepiece`]: ALBERT's `spiece.model`), [`hub`] (model directories, the Hugging Face cache and
 //! downloads), [`data`] (labelled texts, classes, length-bucketed batches),
 //! [`table`] (a data file's rows: CSV, TSV, JSON lines, gzipped or not),
 //! [`torch_pickle`] (`pytorch_model.bin` in both of `torch.save`'s formats),
@@ -25,6 +25,7 @@ pub mod model;
 pub mod output;
 pub mod packed_linear;
 pub mod predict;
+pub mod sentencepiece;
 pub mod source;
 pub mod table;
 pub mod tokenize;

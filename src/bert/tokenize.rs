@@ -4,7 +4,9 @@
 //! (BERT normaliser, BERT pre-tokeniser, `[CLS] text [SEP]`), or, for
 //! RoBERTa-family checkpoints that ship only `vocab.json` and `merges.txt`
 //! (the slow `RobertaTokenizer`'s files), a byte-level BPE built like
-//! `RobertaTokenizerFast` (`<s> text </s>`).
+//! `RobertaTokenizerFast` (`<s> text </s>`), or, for ALBERT checkpoints that
+//! ship only SentencePiece's `spiece.model`, a Unigram tokenizer built as
+//! `transformers`' `AlbertTokenizer` builds one from it.
 //!
 //! Lower-casing follows the checkpoint: `do_lower_case` (and `strip_accents`,
 //! `tokenize_chinese_chars`) from `tokenizer_config.json` override what
@@ -17,15 +19,38 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 use tokenizers::models::bpe::BPE;
+use tokenizers::models::unigram::Unigram;
 use tokenizers::models::wordpiece::WordPiece;
-use tokenizers::normalizers::BertNormalizer;
+use tokenizers::normalizers::precompiled::Precompiled;
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::strip::StripAccents;
+use tokenizers::normalizers::unicode::NFKD;
+use tokenizers::normalizers::utils::{Lowercase, Sequence as NormalizerSequence};
+use tokenizers::normalizers::{BertNormalizer, NormalizerWrapper};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use super::sentencepiece::SentencePieceModel;
 use crate::bail_usage;
+
+/// The files a tokenizer may be read from, fetched with a Hub model and
+/// copied beside a trained one, so that an output directory is a complete
+/// Hugging Face checkpoint.
+pub const FILES: [&str; 7] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+];
 
 /// The bit of a token id that marks it as the second text's of a pair (no
 /// vocabulary comes near 2^31 entries).
@@ -35,7 +60,7 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     pub max_len: usize,
     pub pad_id: i64,
-    /// `tokenizer.json`, `vocab.txt` or `vocab.json + merges.txt`, for the log.
+    /// `tokenizer.json`, `vocab.txt`, `vocab.json + merges.txt` or `spiece.model`, for the log.
     pub source: &'static str,
     pub lowercase: bool,
 }
@@ -46,6 +71,7 @@ struct TokenizerConfig {
     strip_accents: Option<bool>,
     tokenize_chinese_chars: Option<bool>,
     add_prefix_space: Option<bool>,
+    keep_accents: Option<bool>,
     cls: String,
     sep: String,
     pad: String,
@@ -70,6 +96,7 @@ fn token_text(v: Option<&Value>) -> Option<String> {
 /// cls, sep, pad, unk and mask.
 const WORDPIECE_SPECIALS: [&str; 5] = ["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"];
 const BPE_SPECIALS: [&str; 5] = ["<s>", "</s>", "<pad>", "<unk>", "<mask>"];
+const ALBERT_SPECIALS: [&str; 5] = ["[CLS]", "[SEP]", "<pad>", "<unk>", "[MASK]"];
 
 impl TokenizerConfig {
     fn read(dir: &Path, defaults: [&str; 5]) -> TokenizerConfig {
@@ -83,6 +110,7 @@ impl TokenizerConfig {
             strip_accents: cfg.get("strip_accents").and_then(Value::as_bool),
             tokenize_chinese_chars: cfg.get("tokenize_chinese_chars").and_then(Value::as_bool),
             add_prefix_space: cfg.get("add_prefix_space").and_then(Value::as_bool),
+            keep_accents: cfg.get("keep_accents").and_then(Value::as_bool),
             cls: special("cls_token", defaults[0]),
             sep: special("sep_token", defaults[1]),
             pad: special("pad_token", defaults[2]),
@@ -101,6 +129,7 @@ impl TextTokenizer {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         let (bpe_vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let spiece = dir.join("spiece.model");
         let (cfg, mut inner, source, lowercase) = if json.is_file() {
             let cfg = TokenizerConfig::read(dir, WORDPIECE_SPECIALS);
             let (t, lower) = from_tokenizer_json(&json, &cfg)?;
@@ -114,9 +143,14 @@ impl TextTokenizer {
             let cfg = TokenizerConfig::read(dir, BPE_SPECIALS);
             let t = from_bpe(&bpe_vocab, &merges, &cfg)?;
             (cfg, t, "vocab.json + merges.txt", false)
+        } else if spiece.is_file() {
+            let cfg = TokenizerConfig::read(dir, ALBERT_SPECIALS);
+            let lower = cfg.do_lower_case.unwrap_or(true);
+            let t = from_spiece(&spiece, &cfg, lower)?;
+            (cfg, t, "spiece.model", lower)
         } else {
             bail_usage!(
-                "{} has no tokenizer to read texts with: neither tokenizer.json, nor vocab.txt, nor vocab.json with merges.txt",
+                "{} has no tokenizer to read texts with: neither tokenizer.json, nor vocab.txt, nor vocab.json with merges.txt, nor spiece.model",
                 dir.display()
             );
         };
@@ -261,6 +295,45 @@ fn from_vocab(path: &Path, cfg: &TokenizerConfig, lowercase: bool) -> Result<Tok
     )));
     t.with_pre_tokenizer(Some(BertPreTokenizer));
     t.with_post_processor(Some(BertProcessing::new((cfg.sep.clone(), sep), (cfg.cls.clone(), cls))));
+    add_specials(&mut t, cfg);
+    Ok(t)
+}
+
+/// A Unigram tokenizer from SentencePiece's `spiece.model`, built as
+/// `transformers`' `AlbertTokenizer` builds one: `` and '' become ", accents
+/// are stripped (unless `keep_accents`) and case folded (`do_lower_case`),
+/// then the model's own normalisation rules; words split at whitespace, each
+/// with SentencePiece's `▁` before it; `[CLS] text [SEP]`.
+fn from_spiece(path: &Path, cfg: &TokenizerConfig, lowercase: bool) -> Result<Tokenizer> {
+    let model = SentencePieceModel::read(path)?;
+    let unk = model.unk_id.or_else(|| model.pieces.iter().position(|(p, _)| *p == cfg.unk));
+    let unigram = match Unigram::from(model.pieces, unk, false) {
+        Ok(u) => u,
+        Err(e) => bail_usage!("{} is not a Unigram vocabulary ({e})", path.display()),
+    };
+    let mut t = Tokenizer::new(unigram);
+    let (cls, sep) = cls_sep_ids(&t, cfg, path)?;
+    let replace = |from: &str| Replace::new(from, "\"").map_err(|e| anyhow!("{e}"));
+    let mut steps: Vec<NormalizerWrapper> = vec![replace("``")?.into(), replace("''")?.into()];
+    if !cfg.keep_accents.unwrap_or(false) {
+        steps.extend([NFKD.into(), StripAccents.into()]);
+    }
+    if lowercase {
+        steps.push(Lowercase.into());
+    }
+    if !model.precompiled_charsmap.is_empty() {
+        match Precompiled::from(&model.precompiled_charsmap) {
+            Ok(p) => steps.push(p.into()),
+            Err(e) => bail_usage!("{}: its normalisation rules do not read ({e})", path.display()),
+        }
+    }
+    t.with_normalizer(Some(NormalizerSequence::new(steps)));
+    t.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
+        WhitespaceSplit.into(),
+        Metaspace::new('\u{2581}', PrependScheme::Always, true).into(),
+    ])));
+    t.with_post_processor(Some(BertProcessing::new((cfg.sep.clone(), sep), (cfg.cls.clone(), cls))));
+    t.with_decoder(Some(Metaspace::new('\u{2581}', PrependScheme::Always, true)));
     add_specials(&mut t, cfg);
     Ok(t)
 }

@@ -29,7 +29,7 @@ use super::hub::{self, ModelFiles};
 use super::model::{self, Pass};
 use super::predict::{self, Evaluation};
 use super::source::{self, Shares, Source};
-use super::tokenize::TextTokenizer;
+use super::tokenize::{self, TextTokenizer};
 use super::{weights, Classifier};
 use crate::bail_usage;
 use crate::cluster::Cluster;
@@ -44,11 +44,6 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 /// An unlabelled test file's predicted classes, in `-o`.
 pub const TEST_PREDICTIONS_FILE: &str = "test_predictions.csv";
-/// Tokenizer files copied beside the model, so the output directory is a
-/// complete Hugging Face checkpoint (`vocab.json` and `merges.txt`: RoBERTa's
-/// slow tokenizer).
-pub const TOKENIZER_FILES: [&str; 6] =
-    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
 /// Everything a training run depends on; saved as `run_config.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -885,7 +880,7 @@ fn prepare_output(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
     write_json(&out.join("run_config.json"), cfg)?;
     write_json(&out.join("config.json"), &config.for_classification(labels))?;
-    for f in TOKENIZER_FILES {
+    for f in tokenize::FILES {
         let src = files.dir.join(f);
         if src.is_file() {
             let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
