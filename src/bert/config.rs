@@ -307,11 +307,13 @@ impl BertConfig {
 
     /// The classes of a classifier's `classes` outputs: the recorded names,
     /// else `LABEL_i` as `transformers` names them, with the values they had
-    /// in the training CSVs where the run named them (`label_values`). A count
+    /// in the training CSVs where the run named them (`label_values`); the
+    /// `LABEL_i` placeholders have the values `i`. A count
     /// that disagrees with the head is a usage error naming `path` (this
     /// config's file).
     pub fn class_labels(&self, classes: i64, path: &Path) -> Result<Labels> {
-        let names = self.labels().unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
+        let placeholders: Vec<String> = (0..classes).map(|i| format!("LABEL_{i}")).collect();
+        let names = self.labels().unwrap_or_else(|| placeholders.clone());
         if names.len() as i64 != classes {
             bail_usage!(
                 "{}: config.json names {} classes but the classifier has {classes}",
@@ -326,6 +328,9 @@ impl BertConfig {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
         Ok(match values {
             Some(values) if values.len() == names.len() => Labels { names, values },
+            // transformers' placeholders stand for the class ids, which is
+            // how labelled data sets number their classes (0 and 1, not LABEL_1).
+            _ if names == placeholders => Labels { names, values: (0..classes).map(|i| i.to_string()).collect() },
             _ => Labels::unnamed(names),
         })
     }
@@ -455,6 +460,21 @@ mod tests {
         assert_eq!(again["label_values"], serde_json::json!(["0", "1"]));
         let e = back.class_labels(3, Path::new("m/config.json")).unwrap_err();
         assert!(e.to_string().contains("m/config.json: config.json names 2 classes but the classifier has 3"), "{e}");
+        // A Hub classifier that kept transformers' placeholder names (or has
+        // none): its classes are the ids a data set's labels give, 0 and 1.
+        let mut hub = BertConfig::from_json(MINI).unwrap();
+        for id2label in [None, Some([("0".to_string(), "LABEL_0".to_string()), ("1".into(), "LABEL_1".into())].into())]
+        {
+            hub.id2label = id2label;
+            let labels = hub.class_labels(2, Path::new("config.json")).unwrap();
+            assert_eq!(
+                (labels.names, labels.values),
+                (vec!["LABEL_0".into(), "LABEL_1".into()], vec!["0".into(), "1".into()])
+            );
+        }
+        // Names of its own are names, not ids.
+        hub.id2label = Some([("0".to_string(), "neg".to_string()), ("1".into(), "pos".into())].into());
+        assert_eq!(hub.class_labels(2, Path::new("config.json")).unwrap().values, ["neg", "pos"]);
     }
 
     #[test]
