@@ -639,6 +639,16 @@ fn json_lines_files_train_evaluate_and_predict() {
     assert!(r.stdout.contains("(10 rows)"), "{}", r.stdout);
     let accuracy = r.stdout.lines().find(|l| l.trim_start().starts_with("accuracy")).unwrap_or_default().to_string();
     assert!(accuracy.contains("1.0000") || accuracy.contains("0.9000"), "{}", r.stdout);
+    // The same rows with the classes numbered, as Hub data sets give them.
+    let numbered: Vec<String> = objects(10, 13)
+        .iter()
+        .map(|o| o.replace("\"label\": \"ham\"", "\"label\": 0").replace("\"label\": \"spam\"", "\"label\": 1"))
+        .collect();
+    let ids = dir.path().join("ids.jsonl");
+    std::fs::write(&ids, numbered.join("\n")).unwrap();
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", ids.to_str().unwrap()], 120).ok();
+    assert!(r.stdout.contains("read as the model's class ids (0=ham, 1=spam)"), "{}", r.stdout);
+    assert!(r.stdout.contains(&accuracy), "{}", r.stdout);
     let texts = dir.path().join("texts.jsonl");
     std::fs::write(&texts, "{\"text\": \"apple pear plum\"}\n{\"text\": \"brake gear axle\"}\n").unwrap();
     let r = run(BIN, &["predict", "-m", o, "-d", "cpu", "--csv", texts.to_str().unwrap()], 120).ok();

@@ -338,6 +338,20 @@ impl Labels {
     }
 }
 
+impl Labels {
+    /// Where no label of `split` is a class's value or name, but every one
+    /// is a class id (0 to n-1): those ids, as a data set numbers the classes
+    /// that a Hub classifier names (SST-2's 0 and 1 for NEGATIVE and
+    /// POSITIVE). None otherwise.
+    pub fn ids_by_number(&self, split: &Split) -> Option<Vec<i64>> {
+        let known = |l: &String| self.values.contains(l) || self.names.contains(l);
+        if split.labels.is_empty() || split.labels.iter().any(known) {
+            return None;
+        }
+        split.labels.iter().map(|l| l.parse::<usize>().ok().filter(|&i| i < self.len()).map(|i| i as i64)).collect()
+    }
+}
+
 /// `--class-names`: `VALUE=NAME` pairs separated by commas, e.g. `0=REAL,1=FAKE`.
 pub fn parse_class_names(s: &str) -> Result<Vec<(String, String)>, String> {
     s.split(',')
@@ -696,6 +710,14 @@ mod tests {
         let swapped = Labels::unnamed(vec!["0".into(), "1".into()]).named(&parse_class_names("0=1,1=0").unwrap(), from);
         let digits = Split { labels: vec!["1".into(), "0".into()], lines: vec![2, 3], ..Default::default() };
         assert_eq!(swapped.unwrap().ids(&digits, "m").unwrap(), vec![1, 0]);
+        // A Hub classifier's names, and data that numbers the classes: ids,
+        // but only where no label is a name and every one is an id.
+        let sst = Labels::unnamed(vec!["NEGATIVE".into(), "POSITIVE".into()]);
+        assert_eq!(sst.ids_by_number(&digits), Some(vec![1, 0]));
+        let mixed = Split { labels: vec!["1".into(), "POSITIVE".into()], ..Default::default() };
+        let three = Split { labels: vec!["1".into(), "2".into()], ..Default::default() };
+        assert_eq!((sst.ids_by_number(&mixed), sst.ids_by_number(&three)), (None, None));
+        assert_eq!(Labels::unnamed(vec!["0".into(), "1".into()]).ids_by_number(&digits), None, "values come first");
         let unnamed = Labels::unnamed(vec!["0".into(), "1".into()]);
         for (spec, says) in [
             ("2=X,0=Y", "'2' is not a class of train.csv (its classes are 0, 1)"),

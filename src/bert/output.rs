@@ -306,6 +306,10 @@ pub fn evaluate_lines(run: &EvaluateRun) -> Vec<String> {
         run.seconds,
         run.texts_per_second
     )];
+    if run.labels_by_id {
+        let ids: Vec<String> = run.labels.iter().enumerate().map(|(i, n)| format!("{i}={n}")).collect();
+        out.push(format!("Labels: the file numbers the classes; read as the model's class ids ({})", ids.join(", ")));
+    }
     out.push(format!("Loss: {:.4}, Accuracy: {:.4}", run.evaluation.loss, run.evaluation.accuracy));
     out.push("Classification Report:".into());
     out.push(run.report.to_text(4).trim_end().to_string());

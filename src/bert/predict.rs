@@ -321,6 +321,9 @@ pub struct EvaluateRun {
     pub model: String,
     pub file: PathBuf,
     pub labels: Vec<String>,
+    /// The file's labels were class ids (0, 1, ...), not the model's names.
+    #[serde(default)]
+    pub labels_by_id: bool,
     pub skipped_rows: usize,
     pub device: String,
     pub precision: Precision,
@@ -355,7 +358,10 @@ pub fn evaluate_file(
         }
     };
     let split: Split = cluster.agree(read())?;
-    let label_ids = cluster.agree(loaded.labels.ids(&split, &loaded.files.name))?;
+    let by_name = loaded.labels.ids(&split, &loaded.files.name);
+    let by_number = if by_name.is_err() { loaded.labels.ids_by_number(&split) } else { None };
+    let labels_by_id = by_number.is_some();
+    let label_ids = cluster.agree(by_number.map_or(by_name, Ok))?;
     let set = Encoded { ids: data::encode_texts(&loaded.tokenizer, &split)?, labels: label_ids };
     let (ev, seconds) = timed(cluster, &dev, || {
         evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
@@ -369,6 +375,7 @@ pub fn evaluate_file(
         model: loaded.files.name.clone(),
         file: file.to_path_buf(),
         labels: loaded.labels.names.clone(),
+        labels_by_id,
         skipped_rows: split.skipped.len(),
         device: dev.to_string(),
         precision: cfg.precision,
