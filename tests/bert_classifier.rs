@@ -350,9 +350,13 @@ torch.save(sd, sys.argv[2], _use_new_zipfile_serialization=False)";
         &["albert.encoder.layer."],
     );
     assert!(r.stdout.contains("spiece.model; new: "), "{}", r.stdout);
-    for f in ["out/spiece.model", "hf/spiece.model"] {
+    // The export carries the tokenizer as tokenizer.json too, which
+    // transformers reads without sentencepiece (the output has spiece.model
+    // alone, and transformers read it through sentencepiece above).
+    for f in ["out/spiece.model", "hf/spiece.model", "hf/tokenizer.json"] {
         assert!(out.path().join(f).is_file(), "{f}");
     }
+    assert!(!out.path().join("out/tokenizer.json").exists());
 }
 
 #[test]

@@ -84,6 +84,14 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
             written.push(dst);
         }
     }
+    // A SentencePiece model alone needs Python's sentencepiece to be read;
+    // the same tokenizer as tokenizer.json needs nothing more than transformers.
+    if !to.join("tokenizer.json").exists() && to.join("spiece.model").exists() {
+        let dst = to.join("tokenizer.json");
+        let json = tokenize::TextTokenizer::load(&files.dir, 2)?.to_json()?;
+        crate::report::write_atomic(&dst, |w| Ok(w.write_all(json.as_bytes())?))?;
+        written.push(dst);
+    }
     let has = |name: &str| written.iter().any(|p| p.ends_with(name));
     if !(has("tokenizer.json") || has("vocab.txt") || has("vocab.json") && has("merges.txt") || has("spiece.model")) {
         bail_usage!(

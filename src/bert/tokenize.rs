@@ -194,6 +194,13 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// The tokenizer as a `tokenizer.json`, without truncation.
+    pub fn to_json(&self) -> Result<String> {
+        let mut t = self.inner.clone();
+        t.with_truncation(None).map_err(|e| anyhow!("tokenizer truncation: {e}"))?;
+        t.to_string(true).map_err(|e| anyhow!("writing tokenizer.json: {e}"))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
