@@ -79,26 +79,28 @@ type Unpickled = (Value, HashMap<String, Tensor>);
 
 fn read_zip(path: &Path) -> Result<Unpickled> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file_len = file.metadata()?.len();
     let mut zip = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| anyhow!("not a readable zip archive ({e}); is it truncated?"))?;
     let pkl = zip.file_names().find(|n| n.ends_with("/data.pkl") || *n == "data.pkl").map(str::to_string);
     let pkl = pkl.ok_or_else(|| anyhow!("a zip archive without data.pkl: not written by torch.save"))?;
     let prefix = &pkl[..pkl.len() - "data.pkl".len()];
-    let data = entry(&mut zip, &pkl)?;
+    let data = entry(&mut zip, &pkl, file_len)?;
     let mut r = Reader { remaining: data.len() as u64, input: Cursor::new(data), storages: HashMap::new() };
     let object = r.pickle()?;
     let mut storages = HashMap::new();
     for (key, kind) in r.storages {
-        let bytes = entry(&mut zip, &format!("{prefix}data/{key}"))?;
+        let bytes = entry(&mut zip, &format!("{prefix}data/{key}"), file_len)?;
         let numel = (bytes.len() / kind.elt_size_in_bytes()) as i64;
         storages.insert(key, Tensor::f_from_data_size(&bytes, &[numel], kind)?);
     }
     Ok((object, storages))
 }
 
-fn entry(zip: &mut zip::ZipArchive<BufReader<File>>, name: &str) -> Result<Vec<u8>> {
+fn entry(zip: &mut zip::ZipArchive<BufReader<File>>, name: &str, file_len: u64) -> Result<Vec<u8>> {
     let mut f = zip.by_name(name).map_err(|e| anyhow!("{name}: {e} (is the file truncated?)"))?;
-    let mut data = Vec::with_capacity(f.size() as usize);
+    // The size an entry claims is not trusted beyond what the file holds.
+    let mut data = Vec::with_capacity(f.size().min(file_len) as usize);
     f.read_to_end(&mut data).map_err(|e| anyhow!("{name}: {e} (is the file truncated?)"))?;
     Ok(data)
 }
