@@ -75,24 +75,18 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
     let model_path = to.join("model.safetensors");
     write_safetensors_with_metadata(&model_path, &named, None, &[("format", "pt")])?;
     written.push(model_path);
-    for f in tokenize::FILES {
-        let src = files.dir.join(f);
-        if src.is_file() {
-            let dst = to.join(f);
-            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-            crate::report::write_atomic(&dst, |w| Ok(w.write_all(&bytes)?))?;
-            written.push(dst);
-        }
-    }
+    written.extend(tokenize::copy_files(&files.dir, to)?);
+    let has = |written: &[PathBuf], name: &str| written.iter().any(|p| p.ends_with(name));
     // A SentencePiece model alone needs Python's sentencepiece to be read;
     // the same tokenizer as tokenizer.json needs nothing more than transformers.
-    if !to.join("tokenizer.json").exists() && to.join("spiece.model").exists() {
+    if has(&written, "spiece.model") && !has(&written, "tokenizer.json") {
         let dst = to.join("tokenizer.json");
+        // Any length: the file is written without truncation.
         let json = tokenize::TextTokenizer::load(&files.dir, 2)?.to_json()?;
         crate::report::write_atomic(&dst, |w| Ok(w.write_all(json.as_bytes())?))?;
         written.push(dst);
     }
-    let has = |name: &str| written.iter().any(|p| p.ends_with(name));
+    let has = |name: &str| has(&written, name);
     if !(has("tokenizer.json") || has("vocab.txt") || has("vocab.json") && has("merges.txt") || has("spiece.model")) {
         bail_usage!(
             "{} has no tokenizer files (tokenizer.json, vocab.txt, vocab.json with merges.txt, or spiece.model) to export with the model",

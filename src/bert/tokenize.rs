@@ -14,9 +14,9 @@
 //! `max_len` tokens, `[CLS]` and `[SEP]` included; never padded here (batches
 //! are padded to their own longest text).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 use tokenizers::models::bpe::BPE;
 use tokenizers::models::unigram::Unigram;
@@ -51,6 +51,22 @@ pub const FILES: [&str; 7] = [
     "merges.txt",
     "spiece.model",
 ];
+
+/// Copies the tokenizer files of [`FILES`] that `from` has into `to`
+/// (atomically); returns the paths written.
+pub fn copy_files(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for f in FILES {
+        let src = from.join(f);
+        if src.is_file() {
+            let dst = to.join(f);
+            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            crate::report::write_atomic(&dst, |w| Ok(w.write_all(&bytes)?))?;
+            written.push(dst);
+        }
+    }
+    Ok(written)
+}
 
 /// The bit of a token id that marks it as the second text's of a pair (no
 /// vocabulary comes near 2^31 entries).

@@ -880,13 +880,7 @@ fn prepare_output(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
     write_json(&out.join("run_config.json"), cfg)?;
     write_json(&out.join("config.json"), &config.for_classification(labels))?;
-    for f in tokenize::FILES {
-        let src = files.dir.join(f);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-            crate::report::write_atomic(&out.join(f), |w| Ok(w.write_all(&bytes)?))?;
-        }
-    }
+    tokenize::copy_files(&files.dir, out)?;
     Ok(())
 }
 
