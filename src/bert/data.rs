@@ -336,9 +336,7 @@ impl Labels {
         }
         Ok(ids.into_iter().flatten().collect())
     }
-}
 
-impl Labels {
     /// Where no label of `split` is a class's value or name, but every one
     /// is a class id (0 to n-1): those ids, as a data set numbers the classes
     /// that a Hub classifier names (SST-2's 0 and 1 for NEGATIVE and

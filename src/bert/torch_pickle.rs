@@ -69,7 +69,9 @@ pub fn read(path: &Path, format: Format) -> Result<Vec<(String, Tensor)>> {
         let view = base.f_as_strided(&t.size, &t.stride, Some(t.offset))?;
         // A copy of its own: tensors sharing a storage (tied embeddings) or
         // viewing part of it stay independent, as after torch.load and clone.
-        tensors.push((name, view.f_contiguous()?.copy()));
+        // A strided view's contiguous form is already one.
+        let own = if view.is_contiguous() { view.copy() } else { view.f_contiguous()? };
+        tensors.push((name, own));
     }
     Ok(tensors)
 }
