@@ -99,6 +99,10 @@ pub struct Layout {
     /// title+text`, as the tutorial's `titletext` is made).
     pub text_also: Vec<usize>,
     pub label_at: Option<usize>,
+    /// Further label columns, for multi-label data sets that give each label
+    /// a column of 0s and 1s (the Jigsaw toxic-comment files): `label_at` is
+    /// then the first of them.
+    pub label_also: Vec<usize>,
     pub pair_at: Option<usize>,
     /// What the log should say about how the columns were found, when it
     /// was not by their names.
@@ -222,16 +226,36 @@ fn find(names: &[String], want: &Column, usual: &[&str]) -> Option<Found> {
     }
 }
 
-/// The columns of a name that joins several with `+` (`title+text`, `2+3`),
-/// where no column has the whole name and every part is a column; else none.
-fn joined(names: &[String], want: &Column) -> Vec<Found> {
+/// The columns of a name that is several joined by `sep`, where no column
+/// has the whole name and every part is a column; else none. Texts join
+/// with `+` (`title+text`, `2+3`); a multi-label data set's label columns
+/// are listed with `,` (`toxic,insult`).
+fn parts(names: &[String], want: &Column, sep: char) -> Vec<Found> {
     let (Column::Named(c) | Column::Trained(c)) = want else { return Vec::new() };
-    if !c.contains('+') || names.iter().any(|n| n == c) {
+    if !c.contains(sep) || names.iter().any(|n| n == c) {
         return Vec::new();
     }
-    let parts: Option<Vec<Found>> =
-        c.split('+').map(|p| find(names, &Column::Named(p.trim().to_string()), &[])).collect();
-    parts.unwrap_or_default()
+    let found: Option<Vec<Found>> =
+        c.split(sep).map(|p| find(names, &Column::Named(p.trim().to_string()), &[])).collect();
+    found.unwrap_or_default()
+}
+
+/// Whether a column holds only 0 and 1 (or true and false), as a multi-label
+/// data set's label columns do.
+fn is_indicator(p: &Profile, rows: usize) -> bool {
+    p.filled * 100 >= rows * 99
+        && !p.capped
+        && !p.distinct.is_empty()
+        && p.distinct.iter().all(|v| indicator(v).is_some())
+}
+
+/// A label cell of a multi-label data set: whether the text has the label.
+pub fn indicator(cell: &[u8]) -> Option<bool> {
+    match cell.trim_ascii().to_ascii_lowercase().as_slice() {
+        b"1" | b"1.0" | b"true" | b"yes" => Some(true),
+        b"0" | b"0.0" | b"false" | b"no" => Some(false),
+        _ => None,
+    }
 }
 
 /// The label column its contents show: filled on every row but a few, with
@@ -297,14 +321,19 @@ pub fn locate(
         }
         _ => None,
     };
-    let parts = joined(&first, &cols.text);
-    let text = match (usual_pair, parts.first()) {
+    let text_parts = parts(&first, &cols.text, '+');
+    let text = match (usual_pair, text_parts.first()) {
         (Some((a, _)), _) => Some(Found::Name(a)),
         (None, Some(&part)) => Some(part),
         (None, None) => find(&first, &cols.text, TEXT_COLUMNS),
     };
-    let text_also: Vec<usize> = parts.iter().skip(1).filter_map(index).collect();
-    let label = cols.label.as_ref().map(|l| find(&first, l, LABEL_COLUMNS));
+    let text_also: Vec<usize> = text_parts.iter().skip(1).filter_map(index).collect();
+    let label_parts = cols.label.as_ref().map(|l| parts(&first, l, ',')).unwrap_or_default();
+    let mut label_also: Vec<usize> = label_parts.iter().skip(1).filter_map(index).collect();
+    let label = match label_parts.first() {
+        Some(&part) => Some(Some(part)),
+        None => cols.label.as_ref().map(|l| find(&first, l, LABEL_COLUMNS)),
+    };
     let named_missing = |want: &Column, flag: &str| -> Result<Layout> {
         let c = match want {
             Column::Named(c) | Column::Trained(c) => c,
@@ -369,6 +398,20 @@ pub fn locate(
                 header = !p[j].distinct.contains(first[j].trim().as_bytes());
             }
         }
+        // A guessed label of 0s and 1s beside others like it: one column per
+        // label of a multi-label data set (Jigsaw's toxic, severe_toxic, ...).
+        if let (true, true, Some(j)) = (header, matches!(label, Some(Found::Guess)), label_at) {
+            let others = |k: &usize| Some(*k) != text_at && Some(*k) != pair_at && !text_also.contains(k);
+            let all: Vec<usize> = (0..fields).filter(|k| others(k) && is_indicator(&p[*k], n)).collect();
+            if all.len() >= 2 && all.contains(&j) {
+                label_at = all.first().copied();
+                label_also = all[1..].to_vec();
+                // The label's guess is the first said.
+                if let Some(said) = guessed.first_mut() {
+                    *said = format!("{} labels, each a column of 0s and 1s", all.len());
+                }
+            }
+        }
     } else if numbered && !named {
         // No label to tell by: a column asked for by number is of a file
         // without names for its columns.
@@ -390,6 +433,13 @@ pub fn locate(
             joined.join("+")
         );
     }
+    let labels: Vec<usize> = label_at.into_iter().chain(label_also.iter().copied()).collect();
+    if labels.iter().any(|l| Some(*l) == pair_at || text_also.contains(l) || label_also.contains(&text_at)) {
+        bail_usage!(
+            "{}: a label column is also a text column; name them apart with --text-column, --label-column and --text-pair-column",
+            path.display()
+        );
+    }
     if label_at == Some(text_at) {
         bail_usage!(
             "{}: the text and the label would both be read from column '{}'; name them with --text-column and --label-column",
@@ -407,7 +457,7 @@ pub fn locate(
     }
     let found_by = (!said.is_empty())
         .then(|| format!("{}; name them with --text-column and --label-column if wrong", said.join("; ")));
-    Ok(Layout { names, header, text_at, text_also, label_at, pair_at, found_by })
+    Ok(Layout { names, header, text_at, text_also, label_at, label_also, pair_at, found_by })
 }
 
 #[cfg(test)]

@@ -326,13 +326,23 @@ impl BertConfig {
             .get(LABEL_VALUES)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+        let multi = self.multi_label();
         Ok(match values {
-            Some(values) if values.len() == names.len() => Labels { names, values },
+            Some(values) if values.len() == names.len() => Labels { names, values, multi },
             // transformers' placeholders stand for the class ids, which is
             // how labelled data sets number their classes (0 and 1, not LABEL_1).
-            _ if names == placeholders => Labels { names, values: (0..classes).map(|i| i.to_string()).collect() },
-            _ => Labels::unnamed(names),
+            _ if names == placeholders => {
+                Labels { names, values: (0..classes).map(|i| i.to_string()).collect(), multi }
+            }
+            _ => Labels { multi, ..Labels::unnamed(names) },
         })
+    }
+
+    /// Whether the checkpoint is a multi-label classifier (`problem_type`
+    /// `multi_label_classification`, as toxic-comment models are): each
+    /// class a yes-or-no label of its own.
+    pub fn multi_label(&self) -> bool {
+        self.extra.get("problem_type").and_then(Value::as_str) == Some(MULTI_LABEL)
     }
 
     /// The `config.json` of this model fine-tuned as a classifier over `labels`:
@@ -353,7 +363,8 @@ impl BertConfig {
             }
             let arch = self.model_type_entry().map_or("", |(_, _, a)| *a);
             map.insert("architectures".into(), serde_json::json!([arch]));
-            map.insert("problem_type".into(), Value::from("single_label_classification"));
+            let problem = if labels.multi { MULTI_LABEL } else { "single_label_classification" };
+            map.insert("problem_type".into(), Value::from(problem));
             map.insert("torch_dtype".into(), Value::from("float32"));
             map.remove("num_labels");
             map.remove("_name_or_path");
@@ -366,6 +377,9 @@ impl BertConfig {
         v
     }
 }
+
+/// `problem_type` of a multi-label classifier, as `transformers` names it.
+pub const MULTI_LABEL: &str = "multi_label_classification";
 
 /// ALBERT's name for the dropout before its classifier.
 const ALBERT_HEAD_DROPOUT: &str = "classifier_dropout_prob";
@@ -450,7 +464,8 @@ mod tests {
     #[test]
     fn named_classes_keep_their_values_through_the_config() {
         let c = BertConfig::from_json(MINI).unwrap();
-        let named = Labels { names: vec!["REAL".into(), "FAKE".into()], values: vec!["0".into(), "1".into()] };
+        let named =
+            Labels { names: vec!["REAL".into(), "FAKE".into()], values: vec!["0".into(), "1".into()], multi: false };
         let out = c.for_classification(&named);
         assert_eq!((out["id2label"]["1"].as_str(), out["label2id"]["REAL"].as_u64()), (Some("FAKE"), Some(0)));
         let back: BertConfig = serde_json::from_value(out).unwrap();

@@ -62,7 +62,12 @@ pub struct Split {
     pub skipped: Vec<u64>,
     /// The header names of the columns read (text, and label when one was).
     pub text_column: String,
+    /// The label's column; a multi-label data set's label columns joined by
+    /// `,` (as `--label-column` takes them).
     pub label_column: Option<String>,
+    /// A multi-label data set's label columns, one per label (each row's
+    /// label is then a string of `0`s and `1`s, one per column); else empty.
+    pub label_columns: Vec<String>,
     /// The second text of each row, where the texts are pairs (GLUE's MRPC,
     /// RTE, QNLI, MNLI; SNLI): read from `pair_column`.
     pub pairs: Vec<String>,
@@ -98,6 +103,7 @@ fn locate(table: &Table, path: &Path, cols: &Columns) -> Result<Layout> {
         .into_iter()
         .flatten()
         .chain(layout.text_also.iter().copied())
+        .chain(layout.label_also.iter().copied())
         .collect();
     table.single_values(path, &layout.names, &read)?;
     Ok(layout)
@@ -133,7 +139,13 @@ fn rows_of(table: &Table, layout: &Layout, path: &Path, skip_bad: bool) -> Resul
             .map(name_of)
             .collect::<Vec<_>>()
             .join("+"),
-        label_column: layout.label_at.map(name_of),
+        label_column: layout.label_at.map(|i| {
+            std::iter::once(i).chain(layout.label_also.iter().copied()).map(name_of).collect::<Vec<_>>().join(",")
+        }),
+        label_columns: match layout.label_also.is_empty() {
+            true => Vec::new(),
+            false => layout.label_at.into_iter().chain(layout.label_also.iter().copied()).map(name_of).collect(),
+        },
         pair_column: layout.pair_at.map(name_of),
         found_by: layout.found_by.clone(),
         class_names: layout.label_at.map(|i| table.class_names(&layout.names[i]).to_vec()).unwrap_or_default(),
@@ -186,6 +198,24 @@ fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::res
         }
     }
     let label = match label_at {
+        Some(i) if !layout.label_also.is_empty() => {
+            // One 0 or 1 per label column.
+            let mut bits = String::new();
+            for j in std::iter::once(i).chain(layout.label_also.iter().copied()) {
+                let cell = field(j)?;
+                match columns::indicator(cell.as_bytes()) {
+                    Some(has) => bits.push(if has { '1' } else { '0' }),
+                    None => {
+                        return Err(format!(
+                            "label column '{}' holds '{}', where each label column holds 0 or 1",
+                            layout.names[j],
+                            cell.trim()
+                        ))
+                    }
+                }
+            }
+            Some(bits)
+        }
         Some(i) => {
             let l = field(i)?.trim().to_string();
             if l.is_empty() {
@@ -206,11 +236,21 @@ fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::res
 pub struct Labels {
     pub names: Vec<String>,
     pub values: Vec<String>,
+    /// Multi-label classification (`problem_type`
+    /// `multi_label_classification`): every class is a label of its own,
+    /// which a text has or not (a sigmoid each, not one softmax over them).
+    #[serde(default)]
+    pub multi: bool,
 }
 
 impl Labels {
-    /// The classes found in `split` (the training set).
+    /// The classes found in `split` (the training set); a multi-label
+    /// set's labels are its label columns.
     pub fn from_split(split: &Split) -> Result<Labels> {
+        if !split.label_columns.is_empty() {
+            let names = split.label_columns.clone();
+            return Ok(Labels { names: names.clone(), values: names, multi: true });
+        }
         let mut seen: Vec<String> = split.labels.clone();
         seen.sort();
         seen.dedup();
@@ -243,12 +283,12 @@ impl Labels {
                 values.join(", ")
             );
         }
-        Ok(Labels { names: values.clone(), values })
+        Ok(Labels { names: values.clone(), values, multi: false })
     }
 
     /// Classes whose names are their values.
     pub fn unnamed(values: Vec<String>) -> Labels {
-        Labels { names: values.clone(), values }
+        Labels { names: values.clone(), values, multi: false }
     }
 
     /// The names `split`'s file gives the classes (value, name), where it
@@ -312,6 +352,14 @@ impl Labels {
     /// The class id of every row of `split`, whose labels are the classes'
     /// values or their names; a label that is neither is an error naming its line.
     pub fn ids(&self, split: &Split, known_from: &str) -> Result<Vec<i64>> {
+        if !split.label_columns.is_empty() {
+            bail_usage!(
+                "{}: its labels are a multi-label set's columns of 0s and 1s ({}), and {known_from} gives each text one class of {}; name the one label column to read with --label-column",
+                split.path.display(),
+                split.label_columns.join(", "),
+                self.values.join(", ")
+            );
+        }
         let mut index: HashMap<&str, i64> = HashMap::new();
         // Values go in last: where a name is also another class's value, the value wins.
         for (i, n) in self.names.iter().enumerate() {
@@ -335,6 +383,37 @@ impl Labels {
             );
         }
         Ok(ids.into_iter().flatten().collect())
+    }
+
+    /// Which of a multi-label model's labels every row of `split` has, in
+    /// the model's order, from the split's label columns (in any order);
+    /// a label without its column is an error.
+    pub fn sets(&self, split: &Split, known_from: &str) -> Result<Vec<Vec<bool>>> {
+        let at: Vec<usize> = self
+            .values
+            .iter()
+            .zip(&self.names)
+            .map(|(v, n)| {
+                let at = split.label_columns.iter().position(|c| c == v || c == n);
+                at.ok_or_else(|| {
+                    let has = match split.label_columns.is_empty() {
+                        true => split.label_column.as_deref().map_or("no label".to_string(), |c| format!("column '{c}'")),
+                        false => format!("label columns {}", split.label_columns.join(", ")),
+                    };
+                    crate::cli::usage(format!(
+                        "{}: {known_from} is a multi-label classifier of {} (a column of 0s and 1s each), and this file has no column '{v}' ({has}); name its label columns with --label-column {}",
+                        split.path.display(),
+                        self.values.join(", "),
+                        self.values.join(",")
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(split
+            .labels
+            .iter()
+            .map(|bits| at.iter().map(|&i| bits.as_bytes().get(i) == Some(&b'1')).collect())
+            .collect())
     }
 
     /// Where no label of `split` is a class's value or name, but every one
@@ -365,10 +444,14 @@ pub fn parse_class_names(s: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Tokenised examples: ids (with `[CLS]`/`[SEP]`, truncated) and class ids.
+/// Tokenised examples: ids (with `[CLS]`/`[SEP]`, truncated) and class ids,
+/// or for multi-label data the labels each example has.
 pub struct Encoded {
     pub ids: Vec<Vec<u32>>,
     pub labels: Vec<i64>,
+    /// Multi-label data: per example, whether it has each label (then
+    /// `labels` is empty).
+    pub sets: Vec<Vec<bool>>,
 }
 
 impl Encoded {
@@ -389,9 +472,31 @@ impl Encoded {
         collate(rows.iter().map(|&r| self.ids[r].as_slice()), pad_id, device)
     }
 
+    /// The targets of `rows`: class ids, or for multi-label data a
+    /// `[rows, labels]` float tensor of 0s and 1s.
     pub fn labels_of(&self, rows: &[usize], device: Device) -> Result<Tensor> {
-        let v: Vec<i64> = rows.iter().map(|&r| self.labels[r]).collect();
-        upload(&Tensor::f_from_slice(&v)?, device)
+        if self.sets.is_empty() {
+            let v: Vec<i64> = rows.iter().map(|&r| self.labels[r]).collect();
+            return upload(&Tensor::f_from_slice(&v)?, device);
+        }
+        let width = self.sets.first().map_or(0, Vec::len) as i64;
+        let v: Vec<f32> = rows.iter().flat_map(|&r| self.sets[r].iter().map(|&b| f32::from(u8::from(b)))).collect();
+        upload(&Tensor::f_from_slice(&v)?.f_view([rows.len() as i64, width])?, device)
+    }
+
+    /// `split`'s texts tokenised, with their targets as `labels` reads them
+    /// (`known_from` names the model or training file in messages).
+    pub fn labelled(tokenizer: &TextTokenizer, split: &Split, labels: &Labels, known_from: &str) -> Result<Encoded> {
+        let ids = encode_texts(tokenizer, split)?;
+        Ok(match labels.multi {
+            true => Encoded { ids, labels: Vec::new(), sets: labels.sets(split, known_from)? },
+            false => Encoded { ids, labels: labels.ids(split, known_from)?, sets: Vec::new() },
+        })
+    }
+
+    /// Whether the examples carry label sets (multi-label data).
+    pub fn is_multi_label(&self) -> bool {
+        !self.sets.is_empty()
     }
 }
 

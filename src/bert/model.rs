@@ -579,13 +579,25 @@ impl BertClassifier {
     }
 }
 
-/// Mean cross-entropy of `logits` against class ids `labels`.
+/// The loss `transformers` trains a classifier with: mean cross-entropy of
+/// `logits` against class ids `labels`, or for multi-label targets (a float
+/// `[rows, labels]` tensor of 0s and 1s) the mean binary cross-entropy of each
+/// label's sigmoid (`BCEWithLogitsLoss`).
 pub fn loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    if labels.kind() == Kind::Float {
+        return Ok(logits.f_binary_cross_entropy_with_logits::<Tensor>(labels, None, None, tch::Reduction::Mean)?);
+    }
     Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100)?)
 }
 
-/// Summed cross-entropy (evaluation sums over ranks, then divides once).
+/// [`loss`] summed over rows (evaluation sums over ranks, then divides
+/// once by the rows): a multi-label row's is the mean over its labels.
 pub fn loss_sum(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    if labels.kind() == Kind::Float {
+        let labels_per_row = labels.size().last().copied().unwrap_or(1).max(1) as f64;
+        let sum = logits.f_binary_cross_entropy_with_logits::<Tensor>(labels, None, None, tch::Reduction::Sum)?;
+        return Ok(sum.f_div_scalar(labels_per_row)?);
+    }
     Ok(logits.f_log_softmax(-1, Kind::Float)?.f_nll_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100)?)
 }
 

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::predict::{EvaluateRun, PredictRun};
+use super::predict::{argmax, EvaluateRun, Evaluation, PredictRun, MULTI_LABEL_THRESHOLD};
 use super::train::{Event, Sink, Started, TestPredictions, TrainRun, TEST_PREDICTIONS_FILE};
 use crate::report::plot::{Heatmap, LinePlot, Series};
 use crate::report::{write_atomic, write_json, Progress};
-use crate::train::metrics::ConfusionMatrix;
 
 /// Shows a run's events on rank 0 (through the progress bar, so lines and bar
 /// don't tear); silent elsewhere.
@@ -180,11 +179,14 @@ fn started_lines(s: &Started) -> Vec<String> {
     } else {
         s.labels.clone()
     };
+    let classes = match s.multi_label {
+        true => format!("labels {} (multi-label: each text has any number of them)", classes.join(", ")),
+        false => format!("classes {}", classes.join(", ")),
+    };
     out.push(format!(
-        "Data: {sets}{train} {}, {valid} {}{test} rows{unscored}{columns}; classes {}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
+        "Data: {sets}{train} {}, {valid} {}{test} rows{unscored}{columns}; {classes}; up to {} tokens ({:.1}% of training texts cut, {:.1} tokens on average){skipped}",
         s.train_rows,
         s.valid_rows,
-        classes.join(", "),
         s.max_len,
         100.0 * s.truncated_fraction,
         s.mean_tokens
@@ -217,7 +219,7 @@ pub fn write_train_outputs(run: &TrainRun, out: &Path) -> Result<Vec<PathBuf>> {
     plot.save(&p)?;
     written.push(p);
     let p = out.join("confusion_matrix.png");
-    confusion_heatmap(&run.test.confusion, &run.started.labels).save(&p)?;
+    confusion_heatmap(&run.test, &run.started.labels).save(&p)?;
     written.push(p);
     let p = out.join("classification_report.txt");
     write_atomic(&p, |w| Ok(w.write_all(run.report_text.as_bytes())?))?;
@@ -242,9 +244,21 @@ pub fn write_train_outputs(run: &TrainRun, out: &Path) -> Result<Vec<PathBuf>> {
 /// `index,label,probability`: each row's index among the test file's records
 /// (as pandas and GLUE number them) and its class as the training file wrote
 /// it (`values`), with a `name` column too where `--class-names` named the
-/// classes.
+/// classes. A multi-label model's rows are `index,labels,` then each label's
+/// probability: the labels it gives (`;` between them), under their columns' names.
 fn test_predictions_csv(t: &TestPredictions, values: &[String], names: Option<&[String]>) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
+    if !t.label_probabilities.is_empty() {
+        w.write_record(std::iter::once("index").chain(["labels"]).chain(values.iter().map(String::as_str)))?;
+        let shown = names.unwrap_or(values);
+        for (index, probs) in t.index.iter().zip(&t.label_probabilities) {
+            let has: Vec<&str> =
+                shown.iter().zip(probs).filter(|(_, &p)| p >= MULTI_LABEL_THRESHOLD).map(|(n, _)| n.as_str()).collect();
+            let row = [index.to_string(), has.join(";")].into_iter().chain(probs.iter().map(|p| format!("{p:.4}")));
+            w.write_record(row)?;
+        }
+        return w.into_inner().map_err(|e| anyhow::anyhow!("{e}"));
+    }
     let mut header = vec!["index", "label", "probability"];
     if names.is_some() {
         header.insert(2, "name");
@@ -260,7 +274,23 @@ fn test_predictions_csv(t: &TestPredictions, values: &[String], names: Option<&[
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-pub fn confusion_heatmap(cm: &ConfusionMatrix, labels: &[String]) -> Heatmap {
+/// The confusion matrix as seaborn draws the tutorial's: true classes down,
+/// predicted across. A multi-label model's has a row per label and its four
+/// counts across, as scikit-learn's `multilabel_confusion_matrix` gives them.
+pub fn confusion_heatmap(ev: &Evaluation, labels: &[String]) -> Heatmap {
+    if let Some(m) = &ev.multi_label {
+        let [tn, fp, fn_, tp] = MULTI_LABEL_CELLS;
+        return Heatmap {
+            title: "Confusion Matrix per Label".into(),
+            row_label: "Label".into(),
+            col_label: "True / Predicted".into(),
+            rows: labels.to_vec(),
+            cols: [tn, fp, fn_, tp].iter().map(|s| s.to_string()).collect(),
+            // Counts are kept as [tp, fp, fn, tn].
+            values: m.counts.iter().map(|c| [c[3], c[1], c[2], c[0]].map(|x| x as f64).to_vec()).collect(),
+        };
+    }
+    let cm = &ev.confusion;
     Heatmap {
         title: "Confusion Matrix".into(),
         row_label: "True Labels".into(),
@@ -271,18 +301,39 @@ pub fn confusion_heatmap(cm: &ConfusionMatrix, labels: &[String]) -> Heatmap {
     }
 }
 
+/// The columns of a multi-label confusion heatmap: (true, predicted).
+const MULTI_LABEL_CELLS: [&str; 4] = ["no / no", "no / yes", "yes / no", "yes / yes"];
+
 pub fn wrote_line(files: &[PathBuf]) -> String {
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     format!("Wrote {}", names.join(", "))
 }
 
-/// `Prediction for '…': spam (0.9731)`, texts cut to 60 characters.
+/// `Prediction for '…': spam (0.9731)`, texts cut to 60 characters; a
+/// multi-label model's `toxic (0.9731), insult (0.8812)`, or `none
+/// (highest: toxic 0.3100)`.
 pub fn prediction_lines(run: &PredictRun) -> Vec<String> {
     run.predictions
         .iter()
         .map(|p| {
             let pair = p.pair.as_ref().map(|b| format!(" / '{}'", shorten(b, 60))).unwrap_or_default();
-            format!("Prediction for '{}'{pair}: {} ({:.4})", shorten(&p.text, 60), p.label, p.probability)
+            let label = match (run.multi_label, p.labels.is_empty()) {
+                (false, _) => format!("{} ({:.4})", p.label, p.probability),
+                (true, false) => {
+                    let each = p.labels.iter().map(|l| {
+                        let at = run.labels.iter().position(|n| n == l);
+                        let prob = at.and_then(|i| p.probabilities.get(i)).copied().unwrap_or(f32::NAN);
+                        format!("{l} ({prob:.4})")
+                    });
+                    each.collect::<Vec<_>>().join(", ")
+                }
+                (true, true) => {
+                    let best = argmax(&p.probabilities).0;
+                    let name = run.labels.get(best).map_or("", String::as_str);
+                    format!("none (highest: {name} {:.4})", p.probability)
+                }
+            };
+            format!("Prediction for '{}'{pair}: {label}", shorten(&p.text, 60))
         })
         .collect()
 }
@@ -321,7 +372,7 @@ pub fn write_evaluate_outputs(run: &EvaluateRun, out: &Path) -> Result<Vec<PathB
     std::fs::create_dir_all(out)?;
     let mut written = Vec::new();
     let p = out.join("confusion_matrix.png");
-    confusion_heatmap(&run.evaluation.confusion, &run.labels).save(&p)?;
+    confusion_heatmap(&run.evaluation, &run.labels).save(&p)?;
     written.push(p);
     let p = out.join("classification_report.txt");
     let text = run.report.to_text(4);
@@ -339,7 +390,11 @@ mod tests {
 
     #[test]
     fn test_predictions_name_rows_by_index_and_classes_by_value() {
-        let t = TestPredictions { index: vec![0, 2], predicted: vec![(1, 0.98766), (0, 0.5)] };
+        let t = TestPredictions {
+            index: vec![0, 2],
+            predicted: vec![(1, 0.98766), (0, 0.5)],
+            label_probabilities: Vec::new(),
+        };
         let values = ["0".to_string(), "1, maybe".to_string()];
         let csv = String::from_utf8(test_predictions_csv(&t, &values, None).unwrap()).unwrap();
         assert_eq!(csv, "index,label,probability\n0,\"1, maybe\",0.9877\n2,0,0.5000\n");

@@ -22,17 +22,33 @@ use super::{weights, Classifier};
 use crate::bail_usage;
 use crate::cluster::Cluster;
 use crate::device::{self, DeviceRequest};
-use crate::train::metrics::{ClassificationReport, ConfusionMatrix};
+use crate::train::metrics::{ClassificationReport, ConfusionMatrix, MultiLabelCounts};
 use crate::train::Precision;
 
 /// Loss, accuracy and confusion over a labelled set.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Evaluation {
     pub rows: u64,
-    /// Mean cross-entropy per example.
+    /// Mean loss per example ([`model::loss`]).
     pub loss: f64,
+    /// The share of examples classified right (for multiple labels, with
+    /// every label right).
     pub accuracy: f64,
+    /// Classes: true against predicted (empty for multi-label models).
     pub confusion: ConfusionMatrix,
+    /// A multi-label model's decisions, label by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelCounts>,
+}
+
+impl Evaluation {
+    /// scikit-learn's `classification_report` of the evaluation.
+    pub fn report(&self, names: &[String]) -> ClassificationReport {
+        match &self.multi_label {
+            Some(m) => m.report(names),
+            None => self.confusion.report(names),
+        }
+    }
 }
 
 /// The batches this rank evaluates: every `size`-th, starting at its rank.
@@ -57,7 +73,9 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let device = clf.vs.device();
     let classes = clf.model.num_labels as usize;
-    let mut confusion = ConfusionMatrix::new(classes);
+    let multi = set.is_multi_label();
+    let mut confusion = ConfusionMatrix::new(if multi { 0 } else { classes });
+    let mut labelled = MultiLabelCounts::new(if multi { classes } else { 0 });
     let mut loss_sum = 0.0f64;
     {
         let _guard = tch::no_grad_guard();
@@ -69,6 +87,14 @@ pub fn evaluate(
             let labels = set.labels_of(&rows, device)?;
             let logits = model.logits(&batch, &pass)?;
             loss_sum += model::loss_sum(&logits, &labels)?.f_double_value(&[])?;
+            if multi {
+                // A label is given where its sigmoid reaches 0.5: its logit is 0 or more.
+                let given = Vec::<bool>::try_from(logits.f_ge(0.0)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+                for (r, predicted) in rows.iter().zip(given.chunks(classes.max(1))) {
+                    labelled.add(&set.sets[*r], predicted);
+                }
+                continue;
+            }
             let predicted: Vec<i64> = Vec::<i64>::try_from(logits.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?;
             for (r, p) in rows.iter().zip(predicted) {
                 confusion.add(set.labels[*r] as usize, p as usize);
@@ -76,12 +102,18 @@ pub fn evaluate(
         }
     }
     let mut totals = confusion.to_flat();
+    totals.extend(labelled.to_flat());
     totals.push(loss_sum);
     cluster.sum_f64_slice(&mut totals);
     let loss_sum = totals.pop().unwrap_or(0.0);
-    let confusion = ConfusionMatrix::from_flat(classes, &totals);
-    let rows = confusion.total();
-    Ok(Evaluation { rows, loss: loss_sum / rows.max(1) as f64, accuracy: confusion.accuracy(), confusion })
+    let cells = confusion.classes() * confusion.classes();
+    let confusion = ConfusionMatrix::from_flat(confusion.classes(), &totals[..cells]);
+    let labelled = MultiLabelCounts::from_flat(labelled.labels(), &totals[cells..]);
+    let (rows, accuracy, multi_label) = match multi {
+        true => (labelled.rows, labelled.accuracy(), Some(labelled)),
+        false => (confusion.total(), confusion.accuracy(), None),
+    };
+    Ok(Evaluation { rows, loss: loss_sum / rows.max(1) as f64, accuracy, confusion, multi_label })
 }
 
 /// Class logits of every row (in row order), on every rank.
@@ -220,10 +252,46 @@ pub struct Prediction {
     /// The second text, for pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pair: Option<String>,
+    /// The class; for a multi-label model, the labels it has joined by
+    /// ", " (or "none").
     pub label: String,
+    /// The class's probability; for a multi-label model, the highest label's.
     pub probability: f32,
+    /// A multi-label model's labels that the text has (probability at least
+    /// [`MULTI_LABEL_THRESHOLD`]), most probable first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// One per class: a softmax over them, or for a multi-label model each
+    /// label's own sigmoid.
     pub probabilities: Vec<f32>,
     pub logits: Vec<f32>,
+}
+
+/// The probability from which a multi-label model gives a text a label
+/// (`transformers`' pipelines and scikit-learn's reports use the same).
+pub const MULTI_LABEL_THRESHOLD: f32 = 0.5;
+
+impl Prediction {
+    /// The prediction of a classifier over `names` from its `logits`.
+    pub fn from_logits(text: String, pair: Option<String>, logits: Vec<f32>, labels: &Labels) -> Prediction {
+        if !labels.multi {
+            let probabilities = softmax(&logits);
+            let (best, probability) = argmax(&probabilities);
+            let label = labels.names[best].clone();
+            return Prediction { text, pair, label, probability, labels: Vec::new(), probabilities, logits };
+        }
+        let probabilities = sigmoid(&logits);
+        let mut order: Vec<usize> = (0..probabilities.len()).collect();
+        order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
+        let has: Vec<String> = order
+            .iter()
+            .filter(|&&i| probabilities[i] >= MULTI_LABEL_THRESHOLD)
+            .map(|&i| labels.names[i].clone())
+            .collect();
+        let probability = order.first().map_or(0.0, |&i| probabilities[i]);
+        let label = if has.is_empty() { "none".to_string() } else { has.join(", ") };
+        Prediction { text, pair, label, probability, labels: has, probabilities, logits }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -231,6 +299,9 @@ pub struct PredictRun {
     pub workload: String,
     pub model: String,
     pub labels: Vec<String>,
+    /// The model is a multi-label classifier ([`Labels::multi`]).
+    #[serde(default)]
+    pub multi_label: bool,
     pub device: String,
     pub precision: Precision,
     pub ranks: usize,
@@ -282,17 +353,13 @@ pub fn predict(
     let predictions = texts
         .into_iter()
         .zip(logits)
-        .map(|(text, logits)| {
-            let probabilities = softmax(&logits);
-            let (best, probability) = argmax(&probabilities);
-            let label = loaded.labels.names[best].clone();
-            Prediction { text, pair: pairs.next(), label, probability, probabilities, logits }
-        })
+        .map(|(text, logits)| Prediction::from_logits(text, pairs.next(), logits, &loaded.labels))
         .collect::<Vec<_>>();
     Ok(Some(PredictRun {
         workload: "bert-classifier predict".into(),
         model: loaded.files.name.clone(),
         labels: loaded.labels.names.clone(),
+        multi_label: loaded.labels.multi,
         device: dev.to_string(),
         precision: cfg.precision,
         ranks: cluster.size(),
@@ -308,6 +375,11 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+/// Each logit's own sigmoid, in float64, rounded to float32.
+pub fn sigmoid(logits: &[f32]) -> Vec<f32> {
+    logits.iter().map(|&l| (1.0 / (1.0 + (-f64::from(l)).exp())) as f32).collect()
 }
 
 pub fn argmax(p: &[f32]) -> (usize, f32) {
@@ -358,18 +430,26 @@ pub fn evaluate_file(
         }
     };
     let split: Split = cluster.agree(read())?;
-    let by_name = loaded.labels.ids(&split, &loaded.files.name);
-    let by_number = if by_name.is_err() { loaded.labels.ids_by_number(&split) } else { None };
-    let labels_by_id = by_number.is_some();
-    let label_ids = cluster.agree(by_number.map_or(by_name, Ok))?;
-    let set = Encoded { ids: data::encode_texts(&loaded.tokenizer, &split)?, labels: label_ids };
+    let (set, labels_by_id) = match loaded.labels.multi {
+        true => {
+            (cluster.agree(Encoded::labelled(&loaded.tokenizer, &split, &loaded.labels, &loaded.files.name))?, false)
+        }
+        false => {
+            let by_name = loaded.labels.ids(&split, &loaded.files.name);
+            let by_number = if by_name.is_err() { loaded.labels.ids_by_number(&split) } else { None };
+            let labels_by_id = by_number.is_some();
+            let labels = cluster.agree(by_number.map_or(by_name, Ok))?;
+            let ids = data::encode_texts(&loaded.tokenizer, &split)?;
+            (Encoded { ids, labels, sets: Vec::new() }, labels_by_id)
+        }
+    };
     let (ev, seconds) = timed(cluster, &dev, || {
         evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
     })?;
     if !cluster.is_root() {
         return Ok(None);
     }
-    let report = ev.confusion.report(&loaded.labels.names);
+    let report = ev.report(&loaded.labels.names);
     Ok(Some(EvaluateRun {
         workload: "bert-classifier evaluate".into(),
         model: loaded.files.name.clone(),

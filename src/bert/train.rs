@@ -220,6 +220,9 @@ pub struct Started {
     pub ranks: usize,
     pub nodes: usize,
     pub labels: Vec<String>,
+    /// The labels are a multi-label set's: each text may have any of them.
+    #[serde(default)]
+    pub multi_label: bool,
     /// The classes' values in the CSVs, where `--class-names` named them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_values: Vec<String>,
@@ -289,15 +292,21 @@ pub struct TrainRun {
 pub struct TestPredictions {
     /// Each row's index among the file's records (see [`Split::records`]).
     pub index: Vec<u64>,
-    /// Class id and its probability, per row.
+    /// Class id and its probability, per row (for a multi-label model, the
+    /// most probable label's).
     pub predicted: Vec<(usize, f32)>,
+    /// A multi-label model's probability of each label, per row; else empty.
+    pub label_probabilities: Vec<Vec<f32>>,
 }
 
 impl TestPredictions {
-    fn new(split: &Split, logits: &[Vec<f32>]) -> TestPredictions {
+    fn new(split: &Split, logits: &[Vec<f32>], multi: bool) -> TestPredictions {
+        let probabilities: Vec<Vec<f32>> =
+            logits.iter().map(|l| if multi { predict::sigmoid(l) } else { predict::softmax(l) }).collect();
         TestPredictions {
             index: split.records.clone(),
-            predicted: logits.iter().map(|l| predict::argmax(&predict::softmax(l))).collect(),
+            predicted: probabilities.iter().map(|p| predict::argmax(p)).collect(),
+            label_probabilities: if multi { probabilities } else { Vec::new() },
         }
     }
 }
@@ -425,6 +434,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         ranks: cluster.size(),
         nodes: cluster.nodes(),
         labels: data.labels.names.clone(),
+        multi_label: data.labels.multi,
         label_values: if data.labels.is_named() { data.labels.values.clone() } else { Vec::new() },
         train_rows: data.train.len(),
         valid_rows: data.valid.len(),
@@ -565,7 +575,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let test_predictions = match &data.unlabelled_test {
         Some(u) => {
             let logits = predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
-            Some(TestPredictions::new(&u.split, &logits))
+            Some(TestPredictions::new(&u.split, &logits, data.labels.multi))
         }
         None => None,
     };
@@ -574,7 +584,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     if !cluster.is_root() {
         return Ok(Outcome::Done(None));
     }
-    let report = test.confusion.report(&data.labels.names);
+    let report = test.report(&data.labels.names);
     let report_text = report.to_text(4);
     let best_valid_accuracy = state.best.as_ref().and_then(|b| {
         let h = &state.history;
@@ -761,9 +771,7 @@ fn load_data(cfg: &TrainConfig, tokenizer: &TextTokenizer) -> Result<Data> {
         }
         t => t,
     };
-    let encode = |s: &Split| -> Result<Encoded> {
-        Ok(Encoded { ids: data::encode_texts(tokenizer, s)?, labels: labels.ids(s, &train_split.name)? })
-    };
+    let encode = |s: &Split| -> Result<Encoded> { Encoded::labelled(tokenizer, s, &labels, &train_split.name) };
     let train = encode(&train_split)?;
     let valid = encode(&valid_split)?;
     // The log names a file, or a file's part.
