@@ -172,6 +172,12 @@ with torch.no_grad():
     logits = m(**enc).logits
 ours = torch.tensor([p["logits"] for p in pred["predictions"]])
 labels = [m.config.id2label[i] for i in logits.argmax(-1).tolist()]
+if m.config.problem_type == "multi_label_classification":
+    labels = []
+    for row in torch.sigmoid(logits).tolist():
+        order = sorted(range(len(row)), key=lambda i: (-row[i], i))
+        has = [m.config.id2label[i] for i in order if row[i] >= 0.5]
+        labels.append(", ".join(has) if has else "none")
 print(json.dumps({"diff": (logits - ours).abs().max().item(), "labels": labels, "class": type(m).__name__}))
 "#;
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
@@ -661,11 +667,115 @@ fn json_lines_files_train_evaluate_and_predict() {
         "{}",
         r.stdout
     );
-    // A list of labels per row (multi-label data) is refused in one line.
-    gzipped("train.jsonl.gz", &["{\"text\": \"a\", \"label\": [0, 1]}".to_string()]);
+    // A text is one value: a list there is refused in one line.
+    gzipped("train.jsonl.gz", &["{\"text\": [\"a\", \"b\"], \"label\": \"ham\"}".to_string()]);
     let r = run(BIN, &args(&FAST, &["-s", d, "-o", o]), 120);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("train.jsonl.gz line 1: column 'label' holds a list"), "{}", r.stderr);
+    assert!(r.stderr.contains("train.jsonl.gz line 1: column 'text' holds a list"), "{}", r.stderr);
+}
+
+const COLORS: [&str; 12] =
+    ["red", "green", "blue", "yellow", "purple", "violet", "crimson", "teal", "scarlet", "indigo", "amber", "cyan"];
+
+/// Multi-label data as the Jigsaw toxic-comment files hold it: a column of
+/// 0s and 1s per label, found with no flags. Each text mixes the words of
+/// the labels it has (fruit, car, color; any number of them, none too).
+/// Then `evaluate` on JSON lines that list each row's labels by name, as
+/// Hugging Face's multi-label sets do; `predict` gives every label a text
+/// has; transformers reads the export as a multi-label model with our logits.
+#[test]
+fn multi_label_columns_train_evaluate_predict_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("toxic");
+    std::fs::create_dir_all(&data).unwrap();
+    let groups = [("fruit", &HAM), ("car", &SPAM), ("color", &COLORS)];
+    // Row i has the labels of i's bits 0-2 (7 of 8 rows have one at least).
+    let rows = |n: usize, seed: u64| -> Vec<(Vec<bool>, String)> {
+        (0..n)
+            .map(|i| {
+                let has: Vec<bool> = (0..3).map(|b| (i + seed as usize) >> b & 1 == 1).collect();
+                let mut words: Vec<String> = Vec::new();
+                for (k, (_, vocab)) in groups.iter().enumerate().filter(|(k, _)| has[*k]) {
+                    words.push(sentences(vocab.as_slice(), 1, seed * 1000 + (i * 3 + k) as u64).remove(0));
+                }
+                if words.is_empty() {
+                    words.push("nothing here at all".into());
+                }
+                (has, words.join(" "))
+            })
+            .collect()
+    };
+    let csv = |name: &str, n: usize, seed: u64| {
+        let mut text = "id,comment_text,fruit,car,color\n".to_string();
+        for (i, (has, t)) in rows(n, seed).iter().enumerate() {
+            let bits: Vec<&str> = has.iter().map(|&h| if h { "1" } else { "0" }).collect();
+            text += &format!("r{i},\"{t}\",{}\n", bits.join(","));
+        }
+        std::fs::write(data.join(name), text).unwrap();
+    };
+    csv("train.csv", 96, 1);
+    csv("valid.csv", 24, 2);
+    csv("test.csv", 32, 3);
+    let out = dir.path().join("out");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(BIN, &args(&FAST, &["-s", d, "-o", o, "--epochs", "4", "--lr", "2e-4"]), 600).ok();
+    assert!(
+        r.stdout.contains("text column 'comment_text', label column 'fruit,car,color' (found by their contents: 3 labels, each a column of 0s and 1s;")
+            && r.stdout.contains("labels fruit, car, color (multi-label: each text has any number of them)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("   micro avg ") && r.stdout.contains(" samples avg "), "{}", r.stdout);
+    let results = json(&out.join("results.json"));
+    let f1 = results["report"]["micro_avg"]["f1"].as_f64().unwrap();
+    assert!(f1 >= 0.9, "micro F1 {f1}: {}", r.stdout);
+    // Support: the test rows that have each label (bits of 3..35).
+    let support: Vec<u64> = (0..3).map(|b| (3..35).filter(|i| i >> b & 1 == 1).count() as u64).collect();
+    let reported: Vec<u64> =
+        results["report"]["classes"].as_array().unwrap().iter().map(|c| c["support"].as_u64().unwrap()).collect();
+    assert_eq!(reported, support);
+    assert_eq!(json(&out.join("config.json"))["problem_type"], "multi_label_classification");
+    assert_eq!(&std::fs::read(out.join("confusion_matrix.png")).unwrap()[..4], b"\x89PNG");
+
+    // The labels listed by name, under the usual column name.
+    let listed = dir.path().join("listed.jsonl");
+    let names = ["fruit", "car", "color"];
+    let lines: Vec<String> = rows(32, 3)
+        .iter()
+        .map(|(has, t)| {
+            let labels: Vec<String> = (0..3).filter(|&k| has[k]).map(|k| format!("\"{}\"", names[k])).collect();
+            format!("{{\"text\": \"{t}\", \"labels\": [{}]}}", labels.join(", "))
+        })
+        .collect();
+    std::fs::write(&listed, lines.join("\n")).unwrap();
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", listed.to_str().unwrap()], 120).ok();
+    let micro = |text: &str| text.lines().find(|l| l.contains("micro avg")).unwrap_or_default().to_string();
+    assert_eq!(micro(&r.stdout), micro(&std::fs::read_to_string(out.join("classification_report.txt")).unwrap()));
+    // A label the model never learnt is named with its line.
+    std::fs::write(
+        &listed,
+        "{\"text\": \"apple\", \"labels\": [\"fruit\"]}\n{\"text\": \"x\", \"labels\": [\"bird\"]}\n",
+    )
+    .unwrap();
+    let r = run(BIN, &["evaluate", "-m", o, "-d", "cpu", listed.to_str().unwrap()], 120);
+    assert_one_line_error(&r, 2, "listed.jsonl line 2: label 'bird' is not one of the labels of");
+
+    let pred = dir.path().join("pred.json");
+    let texts = ["apple pear plum engine brake", "red green cyan", "mango kiwi tire axle teal crimson amber"];
+    let mut a = vec!["predict", "-m", o, "-d", "cpu", "--json", pred.to_str().unwrap()];
+    a.extend(texts);
+    let r = run(BIN, &a, 120).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].contains("fruit (") && lines[0].contains("car (") && !lines[0].contains("color"), "{}", r.stdout);
+    assert!(
+        lines[1].contains(": color (") && !lines[1].contains("fruit") && !lines[1].contains("car ("),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lines[2].matches(" (").count(), 3, "three labels: {}", r.stdout);
+    let hf = dir.path().join("hf");
+    run(BIN, &["export", "-m", o, "-o", hf.to_str().unwrap()], 120).ok();
+    transformers_logits_match(&hf, &pred, "BertForSequenceClassification");
 }
 
 /// Sentence pairs as GLUE's MRPC, RTE or QNLI hold them: `sentence1`,

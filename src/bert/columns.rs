@@ -103,6 +103,9 @@ pub struct Layout {
     /// a column of 0s and 1s (the Jigsaw toxic-comment files): `label_at` is
     /// then the first of them.
     pub label_also: Vec<usize>,
+    /// The label column lists each row's labels (a multi-label data set in
+    /// JSON or Parquet); set by the reader, which knows the cells.
+    pub label_lists: bool,
     pub pair_at: Option<usize>,
     /// What the log should say about how the columns were found, when it
     /// was not by their names.
@@ -457,7 +460,7 @@ pub fn locate(
     }
     let found_by = (!said.is_empty())
         .then(|| format!("{}; name them with --text-column and --label-column if wrong", said.join("; ")));
-    Ok(Layout { names, header, text_at, text_also, label_at, label_also, pair_at, found_by })
+    Ok(Layout { names, header, text_at, text_also, label_at, label_also, label_lists: false, pair_at, found_by })
 }
 
 #[cfg(test)]
@@ -530,6 +533,38 @@ mod tests {
         let cols = Columns::single(Column::Named("v2".into()), Some(Column::Named("v1".into())));
         let l = locate(Path::new("spam.csv"), first, false, &cols, || panic!("rows read")).unwrap();
         assert_eq!((l.text_at, l.label_at, l.found_by), (1, Some(0), None));
+    }
+
+    #[test]
+    fn columns_of_zeros_and_ones_are_the_labels_of_a_multi_label_set() {
+        // Jigsaw's toxic-comment layout: an id, the text, a column per label.
+        let first = strings(&["id", "comment_text", "toxic", "insult", "threat"]);
+        let rows = vec![
+            record(&["a1", "you are a fool and a troll", "1", "1", "0"]),
+            record(&["a2", "thanks for fixing the page", "0", "0", "0"]),
+            record(&["a3", "stop it or else you will see", "1", "0", "1"]),
+            record(&["a4", "nice edit on the history part", "0", "0", "0"]),
+        ];
+        let l = locate(Path::new("train.csv"), first.clone(), false, &usual(), || rows.clone()).unwrap();
+        assert_eq!((l.text_at, l.label_at, l.label_also.as_slice()), (1, Some(2), &[3, 4][..]));
+        let said = l.found_by.unwrap();
+        assert!(said.contains("found by their contents: 3 labels, each a column of 0s and 1s"), "{said}");
+        // Named: a list of columns, in the order given; no rows read.
+        let cols = Columns::single(Column::Usual, Some(Column::Named("threat, toxic".into())));
+        let l = locate(Path::new("train.csv"), first.clone(), false, &cols, || panic!("rows read")).unwrap();
+        assert_eq!((l.label_at, l.label_also.as_slice()), (Some(4), &[2][..]));
+        // One named label column of 0s and 1s is one binary label.
+        let cols = Columns::single(Column::Usual, Some(Column::Named("toxic".into())));
+        let l = locate(Path::new("train.csv"), first.clone(), false, &cols, || rows.clone()).unwrap();
+        assert_eq!((l.label_at, l.label_also.len()), (Some(2), 0));
+        // A label found by its name stays one column, whatever else holds 0s and 1s.
+        let first = strings(&["text", "label", "has_url", "is_reply"]);
+        let rows = vec![record(&["hello there", "ham", "0", "1"]), record(&["win a prize now", "spam", "1", "0"])];
+        let l = locate(Path::new("train.csv"), first, false, &usual(), || rows).unwrap();
+        assert_eq!((l.label_at, l.label_also.len()), (Some(1), 0));
+        assert_eq!(indicator(b" True "), Some(true));
+        assert_eq!(indicator(b"0.0"), Some(false));
+        assert_eq!(indicator(b"2"), None);
     }
 
     #[test]

@@ -44,6 +44,10 @@ const MAX_FRACTIONAL_CLASSES: usize = 20;
 /// The most rows whose contents are looked at to guess a file's columns.
 const SAMPLE_ROWS: usize = 20_000;
 
+/// What joins a multi-label row's labels in [`Split::labels`]: no label
+/// holds it.
+pub const SET_SEPARATOR: char = '\u{1f}';
+
 /// The rows of one CSV file.
 #[derive(Clone, Debug, Default)]
 pub struct Split {
@@ -65,8 +69,13 @@ pub struct Split {
     /// The label's column; a multi-label data set's label columns joined by
     /// `,` (as `--label-column` takes them).
     pub label_column: Option<String>,
-    /// A multi-label data set's label columns, one per label (each row's
-    /// label is then a string of `0`s and `1`s, one per column); else empty.
+    /// Each row has a set of labels, not one class: the labels listed in
+    /// its label cell (a JSON or Parquet list), or the names of its label
+    /// columns that hold 1. Each row's `labels` entry is then its labels
+    /// joined by [`SET_SEPARATOR`] (empty for none).
+    pub multi_label: bool,
+    /// A multi-label data set's label columns, one per label (its columns
+    /// of 0s and 1s); empty where the labels come as lists, or one per row.
     pub label_columns: Vec<String>,
     /// The second text of each row, where the texts are pairs (GLUE's MRPC,
     /// RTE, QNLI, MNLI; SNLI): read from `pair_column`.
@@ -98,8 +107,10 @@ fn open(path: &Path, cols: &Columns) -> Result<(Table, Layout)> {
 
 fn locate(table: &Table, path: &Path, cols: &Columns) -> Result<Layout> {
     let first = table.first_row(path)?;
-    let layout = columns::locate(path, first, table.named(), cols, || table.sample(SAMPLE_ROWS))?;
-    let read: Vec<usize> = [Some(layout.text_at), layout.label_at, layout.pair_at]
+    let mut layout = columns::locate(path, first, table.named(), cols, || table.sample(SAMPLE_ROWS))?;
+    // A label column of lists (Hugging Face's multi-label sets) lists each row's labels.
+    layout.label_lists = layout.label_also.is_empty() && layout.label_at.is_some_and(|i| table.holds_lists(i));
+    let read: Vec<usize> = [Some(layout.text_at), layout.pair_at, layout.label_at.filter(|_| !layout.label_lists)]
         .into_iter()
         .flatten()
         .chain(layout.text_also.iter().copied())
@@ -142,6 +153,7 @@ fn rows_of(table: &Table, layout: &Layout, path: &Path, skip_bad: bool) -> Resul
         label_column: layout.label_at.map(|i| {
             std::iter::once(i).chain(layout.label_also.iter().copied()).map(name_of).collect::<Vec<_>>().join(",")
         }),
+        multi_label: !layout.label_also.is_empty() || layout.label_lists,
         label_columns: match layout.label_also.is_empty() {
             true => Vec::new(),
             false => layout.label_at.into_iter().chain(layout.label_also.iter().copied()).map(name_of).collect(),
@@ -199,12 +211,13 @@ fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::res
     }
     let label = match label_at {
         Some(i) if !layout.label_also.is_empty() => {
-            // One 0 or 1 per label column.
-            let mut bits = String::new();
+            // A 0 or 1 per label column: the row has the labels of its 1s.
+            let mut has = Vec::new();
             for j in std::iter::once(i).chain(layout.label_also.iter().copied()) {
                 let cell = field(j)?;
                 match columns::indicator(cell.as_bytes()) {
-                    Some(has) => bits.push(if has { '1' } else { '0' }),
+                    Some(true) => has.push(layout.names[j].clone()),
+                    Some(false) => {}
                     None => {
                         return Err(format!(
                             "label column '{}' holds '{}', where each label column holds 0 or 1",
@@ -214,8 +227,9 @@ fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::res
                     }
                 }
             }
-            Some(bits)
+            Some(has.join(&SET_SEPARATOR.to_string()))
         }
+        Some(i) if layout.label_lists => Some(listed_labels(&field(i)?)?.join(&SET_SEPARATOR.to_string())),
         Some(i) => {
             let l = field(i)?.trim().to_string();
             if l.is_empty() {
@@ -227,6 +241,34 @@ fn check_row(record: &csv::ByteRecord, layout: &Layout, stray: &str) -> std::res
     };
     let pair = layout.pair_at.map(field).transpose()?;
     Ok((text, pair, label))
+}
+
+/// The labels of a list cell (`[27, 3]`, `["sports", "politics"]`; a lone
+/// value is a list of one, an empty cell none), as cells write them.
+fn listed_labels(cell: &str) -> std::result::Result<Vec<String>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(cell) else {
+        return Ok(vec![cell.to_string()]);
+    };
+    items
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) if !s.trim().is_empty() && !s.contains(SET_SEPARATOR) => {
+                Ok(s.trim().to_string())
+            }
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            serde_json::Value::Bool(b) => Ok(b.to_string()),
+            other => Err(format!("a label list holds {other}, where it lists labels (strings or numbers)")),
+        })
+        .collect()
+}
+
+/// A multi-label row's labels (see [`Split::multi_label`]).
+fn set_of(label: &str) -> impl Iterator<Item = &str> {
+    label.split(SET_SEPARATOR).filter(|l| !l.is_empty())
 }
 
 /// The classes in id order: their values in the CSVs (numeric order when
@@ -247,13 +289,17 @@ impl Labels {
     /// The classes found in `split` (the training set); a multi-label
     /// set's labels are its label columns.
     pub fn from_split(split: &Split) -> Result<Labels> {
-        if !split.label_columns.is_empty() {
+        let mut seen: Vec<String> = match split.multi_label {
+            true => split.labels.iter().flat_map(|l| set_of(l)).map(str::to_string).collect(),
+            false => split.labels.clone(),
+        };
+        seen.sort();
+        seen.dedup();
+        if split.multi_label && !split.label_columns.is_empty() {
+            // Every label column is a label, in the file's order, rows with it or not.
             let names = split.label_columns.clone();
             return Ok(Labels { names: names.clone(), values: names, multi: true });
         }
-        let mut seen: Vec<String> = split.labels.clone();
-        seen.sort();
-        seen.dedup();
         let column = split.label_column.as_deref().unwrap_or("label");
         let numbers: Option<Vec<f64>> = seen.iter().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
         let values = match numbers {
@@ -283,7 +329,7 @@ impl Labels {
                 values.join(", ")
             );
         }
-        Ok(Labels { names: values.clone(), values, multi: false })
+        Ok(Labels { names: values.clone(), values, multi: split.multi_label })
     }
 
     /// Classes whose names are their values.
@@ -352,11 +398,11 @@ impl Labels {
     /// The class id of every row of `split`, whose labels are the classes'
     /// values or their names; a label that is neither is an error naming its line.
     pub fn ids(&self, split: &Split, known_from: &str) -> Result<Vec<i64>> {
-        if !split.label_columns.is_empty() {
+        if split.multi_label {
             bail_usage!(
-                "{}: its labels are a multi-label set's columns of 0s and 1s ({}), and {known_from} gives each text one class of {}; name the one label column to read with --label-column",
+                "{}: its rows have sets of labels (column '{}'), and {known_from} gives each text one class of {}; name one label column to read with --label-column",
                 split.path.display(),
-                split.label_columns.join(", "),
+                split.label_column.as_deref().unwrap_or_default(),
                 self.values.join(", ")
             );
         }
@@ -386,34 +432,52 @@ impl Labels {
     }
 
     /// Which of a multi-label model's labels every row of `split` has, in
-    /// the model's order, from the split's label columns (in any order);
-    /// a label without its column is an error.
+    /// the model's order: from the split's label columns (in any order; a
+    /// label without its column is an error) or lists (a label the model does
+    /// not know is an error naming its line).
     pub fn sets(&self, split: &Split, known_from: &str) -> Result<Vec<Vec<bool>>> {
-        let at: Vec<usize> = self
-            .values
-            .iter()
-            .zip(&self.names)
-            .map(|(v, n)| {
-                let at = split.label_columns.iter().position(|c| c == v || c == n);
-                at.ok_or_else(|| {
-                    let has = match split.label_columns.is_empty() {
-                        true => split.label_column.as_deref().map_or("no label".to_string(), |c| format!("column '{c}'")),
-                        false => format!("label columns {}", split.label_columns.join(", ")),
-                    };
-                    crate::cli::usage(format!(
-                        "{}: {known_from} is a multi-label classifier of {} (a column of 0s and 1s each), and this file has no column '{v}' ({has}); name its label columns with --label-column {}",
+        let multi = |what: &str| {
+            format!(
+                "{known_from} is a multi-label classifier of {} ({what}); name the label columns (0 or 1 each) with --label-column {}, or a column of label lists",
+                self.values.join(", "),
+                self.values.join(",")
+            )
+        };
+        if !split.multi_label {
+            let column = split.label_column.as_deref().unwrap_or("label");
+            bail_usage!(
+                "{}: column '{column}' gives each row one class, and {}",
+                split.path.display(),
+                multi("any number a text")
+            );
+        }
+        if let Some(v) = self.values.iter().zip(&self.names).find_map(|(v, n)| {
+            (!split.label_columns.is_empty() && !split.label_columns.iter().any(|c| c == v || c == n)).then_some(v)
+        }) {
+            bail_usage!(
+                "{}: no label column '{v}' (its label columns: {}), and {}",
+                split.path.display(),
+                split.label_columns.join(", "),
+                multi("a column each")
+            );
+        }
+        let mut sets = Vec::with_capacity(split.len());
+        for (row, label) in split.labels.iter().enumerate() {
+            let mut has = vec![false; self.len()];
+            for l in set_of(label) {
+                match self.values.iter().position(|v| v == l).or_else(|| self.names.iter().position(|n| n == l)) {
+                    Some(i) => has[i] = true,
+                    None => bail_usage!(
+                        "{} line {}: label '{l}' is not one of the labels of {known_from} ({}); a classifier cannot learn a label it never saw: add examples of it to the training data, or leave those rows out",
                         split.path.display(),
-                        self.values.join(", "),
-                        self.values.join(",")
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(split
-            .labels
-            .iter()
-            .map(|bits| at.iter().map(|&i| bits.as_bytes().get(i) == Some(&b'1')).collect())
-            .collect())
+                        split.lines.get(row).copied().unwrap_or_default(),
+                        self.values.join(", ")
+                    ),
+                }
+            }
+            sets.push(has);
+        }
+        Ok(sets)
     }
 
     /// Where no label of `split` is a class's value or name, but every one
@@ -622,6 +686,42 @@ mod tests {
 
     fn cols() -> Columns {
         Columns::single(named("titletext"), Some(named("label")))
+    }
+
+    #[test]
+    fn label_lists_and_label_columns_give_sets_of_labels() {
+        assert_eq!(listed_labels("[27, 3]").unwrap(), ["27", "3"]);
+        assert_eq!(listed_labels(r#"["sports", " politics "]"#).unwrap(), ["sports", "politics"]);
+        assert_eq!(listed_labels("[]").unwrap(), Vec::<String>::new());
+        assert_eq!(listed_labels("joy").unwrap(), ["joy"]);
+        assert!(listed_labels("[[1]]").unwrap_err().contains("a label list holds [1]"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("train.jsonl");
+        std::fs::write(&p, "{\"text\": \"a\", \"labels\": [2, 10]}\n{\"text\": \"b\", \"labels\": []}\n{\"text\": \"c\", \"labels\": [10]}\n").unwrap();
+        let split = read_split(&p, &Columns::single(Column::Usual, Some(Column::Usual)), false).unwrap();
+        assert!(split.multi_label && split.label_columns.is_empty());
+        let labels = Labels::from_split(&split).unwrap();
+        assert_eq!((labels.values.as_slice(), labels.multi), (&["2".to_string(), "10".to_string()][..], true));
+        assert_eq!(labels.sets(&split, "m").unwrap(), [vec![true, true], vec![false, false], vec![false, true]]);
+        // Columns of 0s and 1s: a cell that is neither names its line.
+        let p = dir.path().join("train.csv");
+        std::fs::write(&p, "text,a,b\nx,1,0\ny,0,maybe\n").unwrap();
+        let cols = Columns::single(Column::Usual, Some(Column::Named("a,b".into())));
+        let e = read_split(&p, &cols, false).unwrap_err().to_string();
+        assert!(e.contains("train.csv line 3: label column 'b' holds 'maybe'"), "{e}");
+        let split = read_split(&p, &cols, true).unwrap();
+        let labels = Labels::from_split(&split).unwrap();
+        assert_eq!(
+            (labels.values.as_slice(), split.skipped.as_slice()),
+            (&["a".to_string(), "b".to_string()][..], &[3][..])
+        );
+        // A model's labels need their columns; a one-class file is no label set.
+        let other = Labels { names: vec!["a".into(), "c".into()], values: vec!["a".into(), "c".into()], multi: true };
+        assert!(other.sets(&split, "m").unwrap_err().to_string().contains("no label column 'c'"));
+        std::fs::write(&p, "text,label\nx,1\n").unwrap();
+        let single = read_split(&p, &Columns::single(Column::Usual, Some(Column::Usual)), false).unwrap();
+        assert!(labels.sets(&single, "m").unwrap_err().to_string().contains("gives each row one class"));
+        assert!(Labels::unnamed(vec!["0".into(), "1".into()]).ids(&split, "m").is_err());
     }
 
     #[test]

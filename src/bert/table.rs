@@ -174,15 +174,20 @@ impl Table {
         }
     }
 
+    /// Whether column `c` holds a list (or an object) on some row.
+    pub fn holds_lists(&self, c: usize) -> bool {
+        matches!(&self.form, Form::Keyed(j) if matches!(j.nested.get(c), Some(Some(_))))
+    }
+
     /// Fails where one of `columns` holds a list or an object on some row:
-    /// each row must give one text and one label (multi-label data is not
-    /// read as one class per list).
+    /// each row must give one text (and one label, where the label column is
+    /// not read as lists of labels).
     pub fn single_values(&self, path: &Path, names: &[String], columns: &[usize]) -> Result<()> {
         let Form::Keyed(j) = &self.form else { return Ok(()) };
         for &c in columns {
             if let Some(Some(line)) = j.nested.get(c) {
                 bail_usage!(
-                    "{} line {line}: column '{}' holds a list or an object, not one value; each row needs one text and one label (multi-label data is not supported), so pick another column with --text-column or --label-column",
+                    "{} line {line}: column '{}' holds a list or an object, not one value; each row needs one text (and one 0 or 1 per label column), so pick other columns with --text-column or --label-column",
                     path.display(),
                     names[c]
                 );
@@ -482,7 +487,14 @@ fn hugging_face_classes(metadata: Option<&Vec<parquet::file::metadata::KeyValue>
     let Some(features) = info.pointer("/info/features").and_then(Value::as_object) else { return Vec::new() };
     features
         .iter()
-        .filter(|(_, f)| f.get("_type").and_then(Value::as_str) == Some("ClassLabel"))
+        .filter_map(|(column, f)| {
+            // A multi-label column is a list of classes: Sequence or List of a ClassLabel.
+            let f = match f.get("_type").and_then(Value::as_str) {
+                Some("Sequence" | "List" | "LargeList") => f.get("feature")?,
+                _ => f,
+            };
+            (f.get("_type").and_then(Value::as_str) == Some("ClassLabel")).then_some((column, f))
+        })
         .filter_map(|(column, f)| {
             let names: Option<Vec<String>> =
                 f.get("names")?.as_array()?.iter().map(|n| n.as_str().map(str::to_string)).collect();
@@ -714,11 +726,13 @@ mod tests {
         assert_eq!(names, vec!["text", "label"]);
         assert_eq!(rows[0], (2, 0, cells(&["a", "0"])));
         assert_eq!(rows[1], (4, 1, cells(&["b", "[1,2]"])));
-        // A list is no label: the column is refused, naming where.
+        // A list is no single value: the column is refused, naming where
+        // (a label column of lists is read as lists of labels instead).
         let t = Table::load(&p).unwrap();
         assert!(t.single_values(&p, &names, &[0]).is_ok());
         let e = t.single_values(&p, &names, &[0, 1]).unwrap_err().to_string();
-        assert!(e.contains("valid.json line 4: column 'label' holds a list") && e.contains("multi-label"), "{e}");
+        assert!(e.contains("valid.json line 4: column 'label' holds a list"), "{e}");
+        assert!(t.holds_lists(1) && !t.holds_lists(0));
         for (broken, says) in [
             ("[{\"text\": \"a\"}\n {\"text\": \"b\"}]", "line 2: expected ','"),
             ("[{\"text\": \"a\"},\n\n {\"text\": }]", "line 3: not a JSON object"),
