@@ -251,6 +251,11 @@ fn listed_labels(cell: &str) -> std::result::Result<Vec<String>, String> {
         return Ok(Vec::new());
     }
     let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(cell) else {
+        // Python's repr of a list of strings, as pandas writes one to a CSV.
+        if let Some(inner) = cell.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
+            let unquote = |l: &str| l.trim().trim_matches(|q| q == '\'' || q == '"').trim().to_string();
+            return Ok(inner.split(',').map(unquote).filter(|l| !l.is_empty()).collect());
+        }
         return Ok(vec![cell.to_string()]);
     };
     items
@@ -694,6 +699,7 @@ mod tests {
         assert_eq!(listed_labels(r#"["sports", " politics "]"#).unwrap(), ["sports", "politics"]);
         assert_eq!(listed_labels("[]").unwrap(), Vec::<String>::new());
         assert_eq!(listed_labels("joy").unwrap(), ["joy"]);
+        assert_eq!(listed_labels("['joy', \"love\"]").unwrap(), ["joy", "love"]);
         assert!(listed_labels("[[1]]").unwrap_err().contains("a label list holds [1]"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("train.jsonl");
@@ -702,6 +708,12 @@ mod tests {
         assert!(split.multi_label && split.label_columns.is_empty());
         let labels = Labels::from_split(&split).unwrap();
         assert_eq!((labels.values.as_slice(), labels.multi), (&["2".to_string(), "10".to_string()][..], true));
+        assert_eq!(labels.sets(&split, "m").unwrap(), [vec![true, true], vec![false, false], vec![false, true]]);
+        // A CSV column of lists as pandas writes them.
+        let p = dir.path().join("lists.csv");
+        std::fs::write(&p, "text,labels\na,\"[2, 10]\"\nb,[]\nc,['10']\n").unwrap();
+        let split = read_split(&p, &Columns::single(Column::Usual, Some(Column::Usual)), false).unwrap();
+        assert!(split.multi_label);
         assert_eq!(labels.sets(&split, "m").unwrap(), [vec![true, true], vec![false, false], vec![false, true]]);
         // Columns of 0s and 1s: a cell that is neither names its line.
         let p = dir.path().join("train.csv");

@@ -28,6 +28,9 @@ const JSON_EXTENSIONS: &[&str] = &["jsonl", "ndjson", "json"];
 pub const EXTENSIONS: &[&str] =
     &["csv", "tsv", "jsonl", "json", "ndjson", "csv.gz", "tsv.gz", "jsonl.gz", "json.gz", "ndjson.gz", "parquet"];
 
+/// The rows of a CSV looked at to tell whether a column holds lists.
+const LIST_SAMPLE_ROWS: usize = 2_000;
+
 /// A file's text, ready to be read row by row.
 pub struct Table {
     form: Form,
@@ -174,9 +177,23 @@ impl Table {
         }
     }
 
-    /// Whether column `c` holds a list (or an object) on some row.
+    /// Whether column `c` holds lists: a list (or an object) on some row of
+    /// a JSON or Parquet file; in a CSV, `[...]` in every filled cell of the
+    /// rows looked at (a list pandas wrote, `[2, 27]` or `['joy', 'love']`).
     pub fn holds_lists(&self, c: usize) -> bool {
-        matches!(&self.form, Form::Keyed(j) if matches!(j.nested.get(c), Some(Some(_))))
+        match &self.form {
+            Form::Keyed(j) => matches!(j.nested.get(c), Some(Some(_))),
+            Form::Delimited { .. } => {
+                let rows = self.sample(LIST_SAMPLE_ROWS);
+                let mut cells = rows.iter().filter_map(|r| r.get(c)).map(<[u8]>::trim_ascii).filter(|v| !v.is_empty());
+                let bracketed = |v: &[u8]| v.starts_with(b"[") && v.ends_with(b"]");
+                let mut any = false;
+                cells.all(|v| {
+                    any = true;
+                    bracketed(v)
+                }) && any
+            }
+        }
     }
 
     /// Fails where one of `columns` holds a list or an object on some row:
