@@ -123,7 +123,7 @@ struct LabelledCsvArgs {
     /// The CSV column with the text, or columns joined with + (title+text: "title. text", as the tutorial's titletext) [default: titletext, else text, sentence, review, ... (the first the file has); evaluate: the one the model was trained on].
     #[arg(long)]
     text_column: Option<String>,
-    /// The CSV column with the class, integers or names [default: label, else labels, class, category, target, sentiment, polarity, stars, rating, score, overall; evaluate: as trained].
+    /// The CSV column with the class, integers or names; or, for multi-label data, the label columns of 0s and 1s listed with commas (toxic,insult,threat) [default: label, else labels, class, category, target, sentiment, polarity, stars, rating, score, overall, else several columns of 0s and 1s; evaluate: as trained].
     #[arg(long)]
     label_column: Option<String>,
     /// The CSV column with the second text of each pair (sentence pairs: paraphrase, entailment, question answering), read after --text-column's [default: with no --text-column, a usual pair such as sentence1 and sentence2, question and sentence, premise and hypothesis; evaluate: as trained].
@@ -395,10 +395,11 @@ fn run_export(cluster: &Cluster, a: ExportArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     cluster.say(format!(
-        "Exported {} ({} weights, {} tensors, classes {}) to {}",
+        "Exported {} ({} weights, {} tensors, {} {}) to {}",
         run.from.display(),
         if run.which == Which::Best { "best" } else { "last" },
         run.tensors,
+        if run.multi_label { "multi-label: labels" } else { "classes" },
         run.labels.join(", "),
         run.to.display()
     ));

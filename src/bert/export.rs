@@ -31,6 +31,8 @@ pub struct ExportRun {
     pub which: Which,
     pub to: PathBuf,
     pub labels: Vec<String>,
+    /// The model is a multi-label classifier.
+    pub multi_label: bool,
     pub tensors: usize,
     pub files: Vec<PathBuf>,
 }
@@ -97,6 +99,7 @@ pub fn export(from: &str, which: Which, to: &Path) -> Result<ExportRun> {
         from: files.dir,
         which,
         to: to.to_path_buf(),
+        multi_label: labels.multi,
         labels: labels.names,
         tensors: named.len(),
         files: written,

@@ -361,7 +361,9 @@ pub fn evaluate_lines(run: &EvaluateRun) -> Vec<String> {
         let ids: Vec<String> = run.labels.iter().enumerate().map(|(i, n)| format!("{i}={n}")).collect();
         out.push(format!("Labels: the file numbers the classes; read as the model's class ids ({})", ids.join(", ")));
     }
-    out.push(format!("Loss: {:.4}, Accuracy: {:.4}", run.evaluation.loss, run.evaluation.accuracy));
+    // A multi-label text is right when every one of its labels is.
+    let all = if run.evaluation.multi_label.is_some() { " (every label right)" } else { "" };
+    out.push(format!("Loss: {:.4}, Accuracy{all}: {:.4}", run.evaluation.loss, run.evaluation.accuracy));
     out.push("Classification Report:".into());
     out.push(run.report.to_text(4).trim_end().to_string());
     out
