@@ -437,7 +437,7 @@ pub fn locate(
         );
     }
     let labels: Vec<usize> = label_at.into_iter().chain(label_also.iter().copied()).collect();
-    if labels.iter().any(|l| Some(*l) == pair_at || text_also.contains(l) || label_also.contains(&text_at)) {
+    if labels.iter().any(|l| Some(*l) == pair_at || text_also.contains(l)) || label_also.contains(&text_at) {
         bail_usage!(
             "{}: a label column is also a text column; name them apart with --text-column, --label-column and --text-pair-column",
             path.display()
