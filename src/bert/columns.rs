@@ -405,8 +405,14 @@ pub fn locate(
         // label of a multi-label data set (Jigsaw's toxic, severe_toxic, ...).
         if let (true, true, Some(j)) = (header, matches!(label, Some(Found::Guess)), label_at) {
             let others = |k: &usize| Some(*k) != text_at && Some(*k) != pair_at && !text_also.contains(k);
-            let all: Vec<usize> = (0..fields).filter(|k| others(k) && is_indicator(&p[*k], n)).collect();
-            if all.len() >= 2 && all.contains(&j) {
+            let indicators: Vec<usize> = (0..fields).filter(|k| others(k) && is_indicator(&p[*k], n)).collect();
+            // The labels are written alike; a flag written otherwise (GoEmotions'
+            // example_very_unclear, True or False, beside its emotions' 0s and
+            // 1s) is no label.
+            let numeric = |k: &usize| p[*k].distinct.iter().all(|v| v.iter().all(|b| b.is_ascii_digit() || *b == b'.'));
+            let (digits, words): (Vec<usize>, Vec<usize>) = indicators.iter().partition(|k| numeric(k));
+            let all = if digits.len() >= words.len() { digits } else { words };
+            if all.len() >= 2 && is_indicator(&p[j], n) {
                 label_at = all.first().copied();
                 label_also = all[1..].to_vec();
                 // The label's guess is the first said.
@@ -553,6 +559,16 @@ mod tests {
         let cols = Columns::single(Column::Usual, Some(Column::Named("threat, toxic".into())));
         let l = locate(Path::new("train.csv"), first.clone(), false, &cols, || panic!("rows read")).unwrap();
         assert_eq!((l.label_at, l.label_also.as_slice()), (Some(4), &[2][..]));
+        // A flag written otherwise than the labels is none of them (GoEmotions).
+        let emotions = strings(&["text", "id", "example_very_unclear", "joy", "anger", "fear"]);
+        let rated = vec![
+            record(&["what a day this has been", "e1", "False", "1", "0", "0"]),
+            record(&["i cannot stand this any more", "e2", "True", "0", "1", "1"]),
+            record(&["so glad you came by today", "e3", "False", "1", "0", "0"]),
+            record(&["that noise at night scares me", "e4", "False", "0", "0", "1"]),
+        ];
+        let l = locate(Path::new("goemotions_1.csv"), emotions, false, &usual(), || rated).unwrap();
+        assert_eq!((l.label_at, l.label_also.as_slice()), (Some(3), &[4, 5][..]));
         // One named label column of 0s and 1s is one binary label.
         let cols = Columns::single(Column::Usual, Some(Column::Named("toxic".into())));
         let l = locate(Path::new("train.csv"), first.clone(), false, &cols, || rows.clone()).unwrap();
