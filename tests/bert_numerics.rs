@@ -418,6 +418,29 @@ torch.save(sd, sys.argv[2], _use_new_zipfile_serialization={zip})"
     std::fs::write(&bin, "<html>Not found</html>").unwrap();
     let e = weights::read_checkpoint(&files).unwrap_err();
     assert!(e.to_string().contains("not a PyTorch checkpoint"), "{e}");
+    // In shards with an index, as save_pretrained(safe_serialization=False,
+    // max_shard_size=...) writes a model larger than the shard size.
+    std::fs::remove_file(&bin).unwrap();
+    venv_python(
+        "import sys, os, json, torch; from safetensors.torch import load_file
+sd = load_file(sys.argv[1]); names = sorted(sd); d = sys.argv[2]
+parts = {'pytorch_model-00001-of-00002.bin': names[::2], 'pytorch_model-00002-of-00002.bin': names[1::2]}
+for f, ns in parts.items():
+    torch.save({n: sd[n] for n in ns}, os.path.join(d, f))
+json.dump({'metadata': {}, 'weight_map': {n: f for f, ns in parts.items() for n in ns}},
+          open(os.path.join(d, 'pytorch_model.bin.index.json'), 'w'))",
+        &[&safetensors, dir.path()],
+    );
+    let files = hub::ModelFiles::in_dir("shards", dir.path()).unwrap();
+    assert!(matches!(&files.weights, hub::Weights::PytorchBin(p) if p.len() == 2));
+    let loaded = weights::read_checkpoint(&files).unwrap();
+    assert_eq!(loaded.len(), reference.len());
+    for (name, t) in &reference {
+        assert!(loaded[name].equal(t), "{name} from shards");
+    }
+    std::fs::remove_file(dir.path().join("pytorch_model-00002-of-00002.bin")).unwrap();
+    let e = hub::ModelFiles::in_dir("shards", dir.path()).err().unwrap();
+    assert!(e.to_string().contains("names the shard") && e.to_string().contains("missing"), "{e}");
 }
 
 #[test]

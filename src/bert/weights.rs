@@ -44,7 +44,13 @@ pub fn read_checkpoint(files: &ModelFiles) -> Result<HashMap<String, Tensor>> {
             }
             Ok(all)
         }
-        Weights::PytorchBin(path) => read_pytorch_bin(path),
+        Weights::PytorchBin(paths) => {
+            let mut all = HashMap::new();
+            for p in paths {
+                all.extend(read_pytorch_bin(p)?);
+            }
+            Ok(all)
+        }
     }
 }
 
