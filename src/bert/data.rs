@@ -294,17 +294,17 @@ impl Labels {
     /// The classes found in `split` (the training set); a multi-label
     /// set's labels are its label columns.
     pub fn from_split(split: &Split) -> Result<Labels> {
+        if split.multi_label && !split.label_columns.is_empty() {
+            // Every label column is a label, in the file's order, rows with it or not.
+            let names = split.label_columns.clone();
+            return Ok(Labels { names: names.clone(), values: names, multi: true });
+        }
         let mut seen: Vec<String> = match split.multi_label {
             true => split.labels.iter().flat_map(|l| set_of(l)).map(str::to_string).collect(),
             false => split.labels.clone(),
         };
         seen.sort();
         seen.dedup();
-        if split.multi_label && !split.label_columns.is_empty() {
-            // Every label column is a label, in the file's order, rows with it or not.
-            let names = split.label_columns.clone();
-            return Ok(Labels { names: names.clone(), values: names, multi: true });
-        }
         let column = split.label_column.as_deref().unwrap_or("label");
         let numbers: Option<Vec<f64>> = seen.iter().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
         let values = match numbers {

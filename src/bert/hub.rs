@@ -89,9 +89,9 @@ fn find_weights(dir: &Path) -> Result<Weights> {
 /// The index of a `pytorch_model.bin` saved in shards.
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
 
-/// The shard files an index (`model.safetensors.index.json`,
+/// The shard file names an index (`model.safetensors.index.json`,
 /// `pytorch_model.bin.index.json`) names, each once, in order.
-fn shards(index: &Path) -> Result<Vec<PathBuf>> {
+fn shard_names(index: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(index).with_context(|| format!("cannot read {}", index.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| usage(format!("{}: not valid JSON ({e})", index.display())))?;
@@ -102,8 +102,13 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
     files.sort();
     files.dedup();
+    Ok(files)
+}
+
+/// The shard files of an index ([`shard_names`]) beside it, all there.
+fn shards(index: &Path) -> Result<Vec<PathBuf>> {
     let dir = index.parent().unwrap_or(Path::new("."));
-    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    let paths: Vec<PathBuf> = shard_names(index)?.iter().map(|f| dir.join(f)).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         bail_usage!("{} names the shard {}, which is missing", index.display(), missing.display());
     }
@@ -247,15 +252,7 @@ impl HubCache {
         for index in
             ["model.safetensors.index.json", BIN_INDEX].map(|f| snap.join(f)).into_iter().filter(|p| p.is_file())
         {
-            let text = fs::read_to_string(&index)?;
-            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| index.display().to_string())?;
-            let mut shard_names: Vec<String> = v["weight_map"]
-                .as_object()
-                .map(|m| m.values().filter_map(|f| f.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            shard_names.sort();
-            shard_names.dedup();
-            for shard in shard_names {
+            for shard in shard_names(&index)? {
                 let mut c = Some(commit.clone());
                 self.fetch(&agent, repo, &shard, &mut c)?
                     .ok_or_else(|| anyhow!("the Hub lists shard {shard} of {repo} but does not serve it"))?;

@@ -185,13 +185,9 @@ impl Table {
             Form::Keyed(j) => matches!(j.nested.get(c), Some(Some(_))),
             Form::Delimited { .. } => {
                 let rows = self.sample(LIST_SAMPLE_ROWS);
-                let mut cells = rows.iter().filter_map(|r| r.get(c)).map(<[u8]>::trim_ascii).filter(|v| !v.is_empty());
-                let bracketed = |v: &[u8]| v.starts_with(b"[") && v.ends_with(b"]");
-                let mut any = false;
-                cells.all(|v| {
-                    any = true;
-                    bracketed(v)
-                }) && any
+                let mut cells =
+                    rows.iter().filter_map(|r| r.get(c)).map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()).peekable();
+                cells.peek().is_some() && cells.all(|v| v.starts_with(b"[") && v.ends_with(b"]"))
             }
         }
     }
