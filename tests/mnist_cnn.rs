@@ -122,8 +122,8 @@ fn two_and_three_ranks_reach_the_parameters_of_one_rank() {
     // (Sapphire Rapids) that happened at the third step of the 22/21/21 split:
     // the conv weights' momentum jumped from 2e-6 to 1.3e-3 while the fully
     // connected layers stayed at 1e-7 (1 thread against 2 differs by 1e-3
-    // after 10 steps). A real error (a wrong shard weight or mask) is off by
-    // far more than 1e-5 after one step.
+    // after 10 steps). A real error is off by far more: weighting the
+    // 22/21/21 shards as thirds gave 7e-2 after the two steps.
     let epochs = epochs_for(2);
     let args = |d: &Path| {
         vec![
