@@ -168,14 +168,6 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// The CPU's vendor as /proc/cpuinfo's `vendor_id` spells it (`GenuineIntel`,
-/// `AuthenticAMD`); `None` where there is no such line.
-pub fn cpu_vendor() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("vendor_id"))?;
-    Some(line.split_once(':')?.1.trim().to_string())
-}
-
 /// Whether the CPU advertises a feature flag (as /proc/cpuinfo spells it, e.g.
 /// `avx512_bf16`, `amx_bf16`).
 pub fn cpu_has(flag: &str) -> bool {

@@ -100,7 +100,8 @@ pub fn available() -> bool {
 pub fn trains(weight: &Tensor) -> bool {
     static MKL_AVX512: OnceLock<bool> = OnceLock::new();
     let mkl_avx512 = *MKL_AVX512.get_or_init(|| {
-        crate::device::cpu_vendor().as_deref() == Some("GenuineIntel") && crate::device::cpu_has("avx512f")
+        let cpu = crate::matmul::peak::CpuFeatures::detect();
+        cpu.vendor == "GenuineIntel" && cpu.has("avx512f")
     });
     !mkl_avx512 && available() && weight.device() == Device::Cpu && weight.kind() == Kind::Float
 }

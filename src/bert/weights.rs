@@ -35,23 +35,21 @@ pub struct LoadReport {
 
 /// Reads every tensor of a checkpoint, by its stored name.
 pub fn read_checkpoint(files: &ModelFiles) -> Result<HashMap<String, Tensor>> {
+    let mut all = HashMap::new();
     match &files.weights {
         Weights::Safetensors(paths) => {
-            let mut all = HashMap::new();
             for p in paths {
                 let (tensors, _) = read_safetensors(p).map_err(|e| crate::cli::usage(format!("{e:#}")))?;
                 all.extend(tensors);
             }
-            Ok(all)
         }
         Weights::PytorchBin(paths) => {
-            let mut all = HashMap::new();
             for p in paths {
                 all.extend(read_pytorch_bin(p)?);
             }
-            Ok(all)
         }
     }
+    Ok(all)
 }
 
 /// `pytorch_model.bin`, in either of `torch.save`'s formats ([`torch_pickle`]).
