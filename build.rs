@@ -27,13 +27,18 @@ fn main() {
     compile_shims();
 }
 
-// The C++ shims (packed_linear.cpp, fused_optim.cpp, upload.cpp) reach libtorch
+// The C++ shims (packed_linear.cpp, int8_linear.cpp, fused_optim.cpp, upload.cpp) reach libtorch
 // operators tch does not wrap, or calls it wraps only with a warning. They are
 // compiled against the headers of the libtorch torch-sys found (its `include`
 // beside `lib`), with the C++ ABI torch-sys uses (1 unless LIBTORCH_CXX11_ABI
 // says otherwise).
 fn compile_shims() {
-    const SHIMS: [&str; 3] = ["src/bert/packed_linear.cpp", "src/train/fused_optim.cpp", "src/device/upload.cpp"];
+    const SHIMS: [&str; 4] = [
+        "src/bert/packed_linear.cpp",
+        "src/bert/int8_linear.cpp",
+        "src/train/fused_optim.cpp",
+        "src/device/upload.cpp",
+    ];
     for f in SHIMS.iter().chain(&["src/shim_errors.h"]) {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -13,7 +13,9 @@
 #
 # Environment: THREADS (per process, default 1), EPOCHS (default 5, the
 # tutorial's), BF16=1 adds bf16 rows (autocast on the Python side) and a table
-# of our bf16 against the tutorial's fp32 recipe, MODEL (a local model
+# of our bf16 against the tutorial's fp32 recipe, INT8=1 adds a table of our
+# fp32-trained model evaluated on valid.csv with `evaluate --int8` against the
+# tutorial's fp32 inference, MODEL (a local model
 # directory), REPEATS (default 1): rounds of the side-by-side runs, alternating,
 # whose medians the tables show (0 runs only the scaling rounds); SKIP_MPI=1
 # skips the 2-rank runs; SCALING_REPEATS (default 3): rounds of 1 rank, 2 ranks
@@ -62,6 +64,14 @@ pair() { # TAG BATCH
   wait "$other"
   "$py" -c 'import json,sys; print(json.dumps({"train": sum(json.load(open(f))["train"] for f in sys.argv[1:])}))' "$tmp/pair-a" "$tmp/pair-b"
 }
+# int8 DATA TAG -> JSON line: `evaluate --int8` of rust's fp32 model of round TAG
+# on DATA's valid.csv (texts/s and accuracy)
+int8() {
+  local out=$tmp/out-$1-fp32-1-$2
+  HPCML_PROGRESS=off "$bin" evaluate -m "$out" -d cpu --threads "$threads" --int8 -o "$out-int8" \
+    "$tmp/$1/valid.csv" >"$out-int8.log" 2>&1 || { cat "$out-int8.log" >&2; exit 1; }
+  "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({"infer": r["texts_per_second"], "acc": r["evaluation"]["accuracy"]}))' "$out-int8/evaluation.json"
+}
 # python DATA PRECISION -> JSON line of the run's figures
 python_peer() {
   "$py" benches/python/bert_classifier.py -s "$tmp/$1" -m "$model" --threads "$threads" --epochs "$epochs" \
@@ -77,6 +87,9 @@ for i in $(seq 1 "${REPEATS:-1}"); do
       p=$(python_peer "$data" "$prec")
       r=$(rust "$data" "$prec" 1 "m$i")
       echo "{\"data\": \"$data\", \"precision\": \"$prec\", \"python\": $p, \"rust\": $r}" >>"$results"
+      if [[ ${INT8:-0} == 1 && $prec == fp32 ]]; then
+        echo "{\"data\": \"$data\", \"python\": $p, \"rust\": $(int8 "$data" "m$i")}" >>"$tmp/int8.jsonl"
+      fi
     done
   done
 done
@@ -94,7 +107,7 @@ if [[ ${SKIP_MPI:-0} != 1 ]]; then
   done
 fi
 
-"$py" - "$results" "$scaling" "$threads" "$epochs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" <<'PY'
+"$py" - "$results" "$scaling" "$tmp/int8.jsonl" "$threads" "$epochs" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" <<'PY'
 import json, os, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])] if os.path.exists(sys.argv[1]) else []
 # One row per data set and precision: the median of each figure over the rounds.
@@ -105,7 +118,8 @@ for key in dict.fromkeys((r["data"], r["precision"]) for r in runs):
     rows.append({"data": key[0], "precision": key[1], "python": med("python"), "rust": med("rust")})
 rounds = len(runs) // max(len(rows), 1)
 scaling = [json.loads(l) for l in open(sys.argv[2])] if os.path.exists(sys.argv[2]) else []
-threads, epochs, cpu = sys.argv[3], sys.argv[4], sys.argv[5].strip()
+int8 = [json.loads(l) for l in open(sys.argv[3])] if os.path.exists(sys.argv[3]) else []
+threads, epochs, cpu = sys.argv[4], sys.argv[5], sys.argv[6].strip()
 names = {"fake-news": "fake-news (tutorial CSVs, long texts)", "sms": "SMS-like spam/ham (short texts)"}
 goals = {("fake-news", "train"): 1.5, ("sms", "train"): 3.0, ("fake-news", "infer"): 2.0, ("sms", "infer"): 2.0}
 print(f"bert-classifier vs transformers, all-MiniLM-L6-v2, {threads} thread(s) per process, {epochs} epoch(s), batch 16, {cpu}; median of {rounds} alternating round(s)\n")
@@ -126,6 +140,16 @@ if mixed:
     for d, p, q in mixed:
         for key, label in [("train", "training samples/s"), ("infer", "inference samples/s")]:
             print(f"| {names[d]} | {label} | {p[key]:.2f} | {q[key]:.2f} | {q[key] / p[key]:.2f}x | >= {goals[(d, key)]:.1f}x |")
+        print(f"| {names[d]} | validation accuracy | {p['acc']:.4f} | {q['acc']:.4f} | | same or better |")
+if int8:
+    print(f"\n| data set | figure | tutorial recipe, fp32 (Python) | bert-classifier evaluate --int8 (fp32-trained model) | ratio | goal |")
+    print("|---|---|---:|---:|---:|---:|")
+    for d in names:
+        same = [r for r in int8 if r["data"] == d]
+        if not same:
+            continue
+        p, q = ({f: statistics.median(r[side][f] for r in same) for f in ("infer", "acc")} for side in ("python", "rust"))
+        print(f"| {names[d]} | inference samples/s | {p['infer']:.2f} | {q['infer']:.2f} | {q['infer'] / p['infer']:.2f}x | >= {goals[(d, 'infer')]:.1f}x |")
         print(f"| {names[d]} | validation accuracy | {p['acc']:.4f} | {q['acc']:.4f} | | same or better |")
 if scaling:
     def median_train(key):

@@ -446,7 +446,31 @@ fn predict_reads_files_stdin_and_csv_and_evaluate_reports() {
     .ok();
     assert!(r.stdout.contains("Classification Report:") && r.stdout.contains("accuracy"), "{}", r.stdout);
     assert!(eval_out.join("confusion_matrix.png").is_file());
-    assert_eq!(json(&eval_out.join("evaluation.json"))["evaluation"]["rows"], 24);
+    let fp32 = json(&eval_out.join("evaluation.json"));
+    assert_eq!(fp32["evaluation"]["rows"], 24);
+    // --int8: the same classes as fp32, probabilities near but not equal to
+    // fp32's (the layers are really quantized), and the record says so.
+    let (p32, p8) = (dir.path().join("p32.json"), dir.path().join("p8.json"));
+    let base = ["predict", "-m", m, "-d", "cpu", "--csv", test_csv.to_str().unwrap(), "--json"];
+    run(BIN, &args(&base, &[p32.to_str().unwrap()]), 120).ok();
+    run(BIN, &args(&base, &[p8.to_str().unwrap(), "--int8"]), 120).ok();
+    let (p32, p8) = (json(&p32), json(&p8));
+    assert_eq!((p32["int8"].as_bool(), p8["int8"].as_bool()), (Some(false), Some(true)));
+    let preds = |r: &serde_json::Value| r["predictions"].as_array().unwrap().clone();
+    let (a, b) = (preds(&p32), preds(&p8));
+    assert_eq!(a.len(), 24);
+    let mut largest = 0f64;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["label"], y["label"], "{x} / {y}");
+        let d = (x["probability"].as_f64().unwrap() - y["probability"].as_f64().unwrap()).abs();
+        largest = largest.max(d);
+    }
+    assert!(largest > 0.0 && largest < 0.05, "int8 probabilities differ from fp32's by up to {largest}");
+    let r = run(BIN, &["evaluate", "-m", m, "-d", "cpu", test_csv.to_str().unwrap(), "--int8"], 120).ok();
+    let accuracy = fp32["evaluation"]["accuracy"].as_f64().unwrap();
+    assert!(r.stdout.contains(&format!("Accuracy: {accuracy:.4}")), "{}", r.stdout);
+    let r = run(BIN, &["predict", "-m", m, "-d", "cpu", "--int8", "--precision", "bf16", "apple"], 60);
+    assert_one_line_error(&r, 2, "--int8 quantizes the fp32 weights");
     // A malformed row: named, or skipped and counted.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "label,titletext\nham,apple pear\nspam\nspam,gear tire\n").unwrap();

@@ -21,6 +21,7 @@ pub mod data;
 pub mod dropout;
 pub mod export;
 pub mod hub;
+pub mod int8_linear;
 pub mod model;
 pub mod output;
 pub mod packed_linear;

@@ -29,6 +29,7 @@ use tch::{Kind, Tensor};
 
 use super::config::{Activation, BertConfig, Family};
 use super::dropout::{Dropout, Site};
+use super::int8_linear::Int8Linear;
 use super::packed_linear::{self, Fused, PackedLinear};
 use crate::train::Precision;
 
@@ -55,8 +56,16 @@ pub struct Batch {
 struct Linear {
     ws: Tensor,
     bs: Tensor,
-    /// For inference on the CPU: the same weights packed for oneDNN.
-    packed: Option<PackedLinear>,
+    /// For inference on the CPU: the same weights packed once.
+    packed: Option<Packed>,
+}
+
+/// A layer's weights packed for inference.
+enum Packed {
+    /// For oneDNN, in the compute precision.
+    OneDnn(PackedLinear),
+    /// Quantized to int8 for fbgemm (`--int8`).
+    Int8(Int8Linear),
 }
 
 impl Linear {
@@ -78,8 +87,10 @@ impl Linear {
 
     /// `x W^T + b` with inputs in the compute precision; the result stays in it.
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        if let Some(p) = &self.packed {
-            return p.forward(&precision.cast(x), Fused::None);
+        match &self.packed {
+            Some(Packed::OneDnn(p)) => return p.forward(&precision.cast(x), Fused::None),
+            Some(Packed::Int8(q)) => return q.forward(x),
+            None => {}
         }
         if precision == Precision::Fp32 && packed_linear::trains(&self.ws) {
             return packed_linear::linear(x, &self.ws, &self.bs);
@@ -97,16 +108,20 @@ impl Linear {
             Activation::Silu => None,
         };
         match (&self.packed, fused) {
-            (Some(p), Some(f)) => p.forward(&precision.cast(x), f),
+            (Some(Packed::OneDnn(p)), Some(f)) => p.forward(&precision.cast(x), f),
             _ => activate(&self.forward(x, precision)?, act),
         }
     }
 
     /// The same layer for inference: weights in `precision` once, not at every
-    /// batch, and packed for oneDNN on the CPU.
-    fn for_inference(&self, precision: Precision) -> Result<Linear> {
+    /// batch, and packed for oneDNN on the CPU; with `int8`, quantized instead.
+    fn for_inference(&self, precision: Precision, int8: bool) -> Result<Linear> {
+        if int8 {
+            let packed = Some(Packed::Int8(Int8Linear::pack(&self.ws, &self.bs)?));
+            return Ok(Linear { ws: self.ws.shallow_clone(), bs: self.bs.shallow_clone(), packed });
+        }
         let (ws, bs) = (precision.cast(&self.ws), precision.cast(&self.bs));
-        let packed = PackedLinear::pack(&ws, &bs)?;
+        let packed = PackedLinear::pack(&ws, &bs)?.map(Packed::OneDnn);
         Ok(Linear { ws, bs, packed })
     }
 }
@@ -323,16 +338,16 @@ impl Layer {
     }
 
     /// The layer for inference (see [`Linear::for_inference`]), the rest shared.
-    fn for_inference(&self, precision: Precision) -> Result<Layer> {
+    fn for_inference(&self, precision: Precision, int8: bool) -> Result<Layer> {
         Ok(Layer {
             index: self.index,
-            query: self.query.for_inference(precision)?,
-            key: self.key.for_inference(precision)?,
-            value: self.value.for_inference(precision)?,
-            attn_out: self.attn_out.for_inference(precision)?,
+            query: self.query.for_inference(precision, int8)?,
+            key: self.key.for_inference(precision, int8)?,
+            value: self.value.for_inference(precision, int8)?,
+            attn_out: self.attn_out.for_inference(precision, int8)?,
             attn_ln: self.attn_ln.shallow(),
-            intermediate: self.intermediate.for_inference(precision)?,
-            output: self.output.for_inference(precision)?,
+            intermediate: self.intermediate.for_inference(precision, int8)?,
+            output: self.output.for_inference(precision, int8)?,
             out_ln: self.out_ln.shallow(),
             heads: self.heads,
             head_dim: self.head_dim,
@@ -516,22 +531,27 @@ impl BertClassifier {
 
     /// For inference: a copy whose matmul weights are cast to `precision`
     /// once, so batches do not cast them again, and on the CPU packed for
-    /// oneDNN ([`super::packed_linear`]). `None` in fp32 where there is
-    /// nothing to do (a GPU, or no oneDNN). Embeddings and LayerNorms are
-    /// shared, in float32.
-    pub fn for_inference(&self, precision: Precision) -> Result<Option<BertClassifier>> {
+    /// oneDNN ([`super::packed_linear`]). With `int8` (fp32 on the CPU only)
+    /// the encoder's linear layers are quantized to int8 instead
+    /// ([`super::int8_linear`]); the pooler and the head, which see one row
+    /// per text, stay in fp32. `None` in fp32 where there is nothing to do (a
+    /// GPU, or no oneDNN). Embeddings and LayerNorms are shared, in float32.
+    pub fn for_inference(&self, precision: Precision, int8: bool) -> Result<Option<BertClassifier>> {
         let cpu = self.classifier.ws.device() == tch::Device::Cpu;
-        if precision == Precision::Fp32 && !(cpu && packed_linear::available()) {
+        if int8 && precision != Precision::Fp32 {
+            anyhow::bail!("int8 layers compute in fp32 around their products, not in {precision}");
+        }
+        if !int8 && precision == Precision::Fp32 && !(cpu && packed_linear::available()) {
             return Ok(None);
         }
         Ok(Some(BertClassifier {
             bert: Encoder {
                 embeddings: self.bert.embeddings.shallow(),
-                project: self.bert.project.as_ref().map(|p| p.for_inference(precision)).transpose()?,
-                layers: self.bert.layers.iter().map(|l| l.for_inference(precision)).collect::<Result<_>>()?,
-                pooler: self.bert.pooler.for_inference(precision)?,
+                project: self.bert.project.as_ref().map(|p| p.for_inference(precision, false)).transpose()?,
+                layers: self.bert.layers.iter().map(|l| l.for_inference(precision, int8)).collect::<Result<_>>()?,
+                pooler: self.bert.pooler.for_inference(precision, false)?,
             },
-            classifier: self.classifier.for_inference(precision)?,
+            classifier: self.classifier.for_inference(precision, false)?,
             head_dropout: self.head_dropout,
             config: self.config.clone(),
             num_labels: self.num_labels,
@@ -623,7 +643,7 @@ mod tests {
         let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
         assert_eq!(fp32.size(), vec![2, 3]);
         // fp32: packed for oneDNN where libtorch has it (nothing to do elsewhere).
-        match model.for_inference(Precision::Fp32).unwrap() {
+        match model.for_inference(Precision::Fp32, false).unwrap() {
             Some(packed) => {
                 assert!(packed_linear::available());
                 let got = packed.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
@@ -635,7 +655,9 @@ mod tests {
         // stay close to fp32.
         let pass = Pass::eval(Precision::Bf16);
         let per_batch = model.logits(&batch, &pass).unwrap();
-        let once = model.for_inference(Precision::Bf16).unwrap().unwrap().logits(&batch, &pass).unwrap();
+        // Where oneDNN cannot pack bf16 (an AVX2-only CPU) the layers stay
+        // unpacked, still cast once.
+        let once = model.for_inference(Precision::Bf16, false).unwrap().unwrap().logits(&batch, &pass).unwrap();
         assert!(max_diff(&per_batch, &once) < 1e-2, "bf16 cast once vs per batch: {}", max_diff(&per_batch, &once));
         assert!(max_diff(&fp32, &once) < 0.05);
     }

@@ -115,6 +115,17 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// Whether oneDNN packs bf16 weights here: it needs AVX-512 (BW, VL, DQ) or
+/// AVX-NE-CONVERT, and refuses the reorder on an AVX2-only CPU such as a Zen 3,
+/// where bf16 layers stay on libtorch's `linear`.
+fn packs_bf16() -> bool {
+    static PACKS: OnceLock<bool> = OnceLock::new();
+    *PACKS.get_or_init(|| {
+        let cpu = crate::matmul::peak::CpuFeatures::detect();
+        cpu.avx512_core() || cpu.has("avx_ne_convert")
+    })
+}
+
 /// A `[out, in]` weight and its bias, packed for `x W^T + b`.
 pub struct PackedLinear {
     packed: Tensor,
@@ -124,9 +135,14 @@ pub struct PackedLinear {
 impl PackedLinear {
     /// Packs `weight` (`[out, in]`) with `bias` (`[out]`), both on the CPU in
     /// the same floating kind; `None` where packed layers are unavailable
-    /// or the weight is elsewhere (a GPU).
+    /// for that kind (see [`packs_bf16`]) or the weight is elsewhere (a GPU).
     pub fn pack(weight: &Tensor, bias: &Tensor) -> Result<Option<PackedLinear>> {
-        if !available() || weight.device() != Device::Cpu || !matches!(weight.kind(), Kind::Float | Kind::BFloat16) {
+        let kind_packs = match weight.kind() {
+            Kind::Float => true,
+            Kind::BFloat16 => packs_bf16(),
+            _ => false,
+        };
+        if !available() || weight.device() != Device::Cpu || !kind_packs {
             return Ok(None);
         }
         let weight = weight.f_detach()?.f_contiguous()?;

@@ -70,6 +70,7 @@ pub fn evaluate(
     pad_id: i64,
     batch_size: usize,
     precision: Precision,
+    int8: bool,
 ) -> Result<Evaluation> {
     let device = clf.vs.device();
     let classes = clf.model.num_labels as usize;
@@ -80,7 +81,7 @@ pub fn evaluate(
     {
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(precision);
-        let cast = clf.model.for_inference(precision)?;
+        let cast = clf.model.for_inference(precision, int8)?;
         let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, max_len(clf)), cluster) {
             let batch = set.batch(&rows, pad_id, device)?;
@@ -124,6 +125,7 @@ pub fn logits(
     pad_id: i64,
     batch_size: usize,
     precision: Precision,
+    int8: bool,
 ) -> Result<Vec<Vec<f32>>> {
     let device = clf.vs.device();
     let classes = clf.model.num_labels as usize;
@@ -132,7 +134,7 @@ pub fn logits(
     {
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(precision);
-        let cast = clf.model.for_inference(precision)?;
+        let cast = clf.model.for_inference(precision, int8)?;
         let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&lengths, batch_size, max_len(clf)), cluster) {
             let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;
@@ -241,6 +243,8 @@ pub struct PredictConfig {
     pub device: DeviceRequest,
     pub threads: Option<usize>,
     pub precision: Precision,
+    /// Quantize the encoder's linear layers to int8 (CPU, fp32 only).
+    pub int8: bool,
     pub max_len: Option<usize>,
     pub batch_size: usize,
 }
@@ -304,6 +308,9 @@ pub struct PredictRun {
     pub multi_label: bool,
     pub device: String,
     pub precision: Precision,
+    /// The encoder's linear layers ran on int8 weights (`--int8`).
+    #[serde(default)]
+    pub int8: bool,
     pub ranks: usize,
     pub seconds: f64,
     pub texts_per_second: f64,
@@ -313,6 +320,16 @@ pub struct PredictRun {
 /// The device and threads of a prediction job.
 pub fn placement(cluster: &Cluster, cfg: &PredictConfig) -> Result<crate::device::Device> {
     let dev = cluster.agree(device::resolve(cfg.device, cluster.local_rank()))?;
+    if cfg.int8 {
+        if let Some(why) = super::int8_linear::unavailable(dev.tch()) {
+            bail_usage!("{why}");
+        }
+        if cfg.precision != Precision::Fp32 {
+            bail_usage!(
+                "--int8 quantizes the fp32 weights and computes in fp32 around them: leave --precision at fp32"
+            );
+        }
+    }
     device::set_cudnn_attention_from_env();
     device::apply_threads(cfg.threads, cluster.default_threads());
     device::host_memory::keep_freed_memory();
@@ -344,7 +361,7 @@ pub fn predict(
         false => loaded.tokenizer.encode_pairs(&texts, &pairs)?,
     };
     let (logits, seconds) = timed(cluster, &dev, || {
-        logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
+        logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision, cfg.int8)
     })?;
     if !cluster.is_root() {
         return Ok(None);
@@ -362,6 +379,7 @@ pub fn predict(
         multi_label: loaded.labels.multi,
         device: dev.to_string(),
         precision: cfg.precision,
+        int8: cfg.int8,
         ranks: cluster.size(),
         seconds,
         texts_per_second: predictions.len() as f64 / seconds.max(1e-9),
@@ -399,6 +417,9 @@ pub struct EvaluateRun {
     pub skipped_rows: usize,
     pub device: String,
     pub precision: Precision,
+    /// The encoder's linear layers ran on int8 weights (`--int8`).
+    #[serde(default)]
+    pub int8: bool,
     pub ranks: usize,
     pub seconds: f64,
     pub texts_per_second: f64,
@@ -444,7 +465,7 @@ pub fn evaluate_file(
         }
     };
     let (ev, seconds) = timed(cluster, &dev, || {
-        evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision)
+        evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision, cfg.int8)
     })?;
     if !cluster.is_root() {
         return Ok(None);
@@ -459,6 +480,7 @@ pub fn evaluate_file(
         skipped_rows: split.skipped.len(),
         device: dev.to_string(),
         precision: cfg.precision,
+        int8: cfg.int8,
         ranks: cluster.size(),
         seconds,
         texts_per_second: split.len() as f64 / seconds.max(1e-9),

@@ -504,8 +504,15 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
             let mut sums = [state.running_loss];
             dp.sum_metrics(&mut sums);
             let train_loss = sums[0] / state.steps_since_eval.max(1) as f64;
-            let valid =
-                predict::evaluate(cluster, &clf, &data.valid, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+            let valid = predict::evaluate(
+                cluster,
+                &clf,
+                &data.valid,
+                tokenizer.pad_id,
+                cfg.eval_batch_size,
+                cfg.precision,
+                false,
+            )?;
             state.history.global_steps.push(state.step);
             state.history.train_loss.push(train_loss);
             state.history.valid_loss.push(valid.loss);
@@ -571,10 +578,11 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     sink.event(Event::Testing { set: test_name, rows: test_set.len(), missing: missing.as_deref() });
     cluster.barrier();
     let t0 = cluster.wtime();
-    let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+    let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision, false)?;
     let test_predictions = match &data.unlabelled_test {
         Some(u) => {
-            let logits = predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision)?;
+            let logits =
+                predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision, false)?;
             Some(TestPredictions::new(&u.split, &logits, data.labels.multi))
         }
         None => None,

@@ -73,7 +73,7 @@ impl CpuFeatures {
         self.vendor == "AuthenticAMD" && self.family == 0x19
     }
 
-    fn avx512_core(&self) -> bool {
+    pub fn avx512_core(&self) -> bool {
         self.has("avx512f") && self.has("avx512bw") && self.has("avx512vl") && self.has("avx512dq")
     }
 
