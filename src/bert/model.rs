@@ -247,6 +247,11 @@ struct Layer {
     /// After the feed-forward output: BERT's hidden dropout, none in ALBERT.
     ffn_out_dropout: f64,
     attn_dropout: f64,
+    /// For inference: query, key and value as one product `[3 * hidden,
+    /// hidden]`, which reads the input once (and with `--int8` quantizes it
+    /// once) where three products would each read it. `None` in training, and
+    /// in a last layer that projects queries for `[CLS]` alone.
+    qkv: Option<Linear>,
 }
 
 /// A layer's parts under `encoder.layer.N` (BERT, RoBERTa, ELECTRA): query, key, value,
@@ -317,6 +322,7 @@ impl Layer {
             attn_out_dropout: if distil { 0.0 } else { c.hidden_dropout_prob },
             ffn_out_dropout: if c.family() == Family::Albert { 0.0 } else { c.hidden_dropout_prob },
             attn_dropout: c.attention_probs_dropout_prob,
+            qkv: None,
         }
     }
 
@@ -333,17 +339,33 @@ impl Layer {
             intermediate: self.intermediate.shallow(),
             output: self.output.shallow(),
             out_ln: self.out_ln.shallow(),
+            qkv: None,
             ..*self
         }
     }
 
-    /// The layer for inference (see [`Linear::for_inference`]), the rest shared.
-    fn for_inference(&self, precision: Precision, int8: bool) -> Result<Layer> {
+    /// The layer for inference (see [`Linear::for_inference`]), the rest
+    /// shared; with `fuse_qkv`, its query, key and value as one product.
+    fn for_inference(&self, precision: Precision, int8: bool, fuse_qkv: bool) -> Result<Layer> {
+        let qkv = if fuse_qkv {
+            let parts = [&self.query, &self.key, &self.value];
+            let fused = Linear {
+                ws: Tensor::f_cat(&parts.map(|l| &l.ws), 0)?,
+                bs: Tensor::f_cat(&parts.map(|l| &l.bs), 0)?,
+                packed: None,
+            };
+            Some(fused.for_inference(precision, int8)?)
+        } else {
+            None
+        };
+        // Fused, the three stay as they are for a `[CLS]`-only pass, which
+        // only a last layer runs.
+        let separate = |l: &Linear| if fuse_qkv { Ok(l.shallow()) } else { l.for_inference(precision, int8) };
         Ok(Layer {
             index: self.index,
-            query: self.query.for_inference(precision, int8)?,
-            key: self.key.for_inference(precision, int8)?,
-            value: self.value.for_inference(precision, int8)?,
+            query: separate(&self.query)?,
+            key: separate(&self.key)?,
+            value: separate(&self.value)?,
             attn_out: self.attn_out.for_inference(precision, int8)?,
             attn_ln: self.attn_ln.shallow(),
             intermediate: self.intermediate.for_inference(precision, int8)?,
@@ -355,6 +377,7 @@ impl Layer {
             attn_out_dropout: self.attn_out_dropout,
             ffn_out_dropout: self.ffn_out_dropout,
             attn_dropout: self.attn_dropout,
+            qkv,
         })
     }
 
@@ -372,13 +395,19 @@ impl Layer {
         // Cast once for the three projections.
         let xc = prec.cast(x);
         let qc = if cls_only { xc.f_narrow(1, 0, 1)? } else { xc.shallow_clone() };
-        let q = self.split_heads(&self.query.forward(&qc, prec)?)?;
-        let k = self.split_heads(&self.key.forward(&xc, prec)?)?;
-        let v = self.split_heads(&self.value.forward(&xc, prec)?)?;
+        let (q, k, v) = match (&self.qkv, cls_only) {
+            (Some(qkv), false) => {
+                let y = qkv.forward(&xc, prec)?;
+                let h = self.heads * self.head_dim;
+                (y.f_narrow(2, 0, h)?, y.f_narrow(2, h, h)?, y.f_narrow(2, 2 * h, h)?)
+            }
+            _ => (self.query.forward(&qc, prec)?, self.key.forward(&xc, prec)?, self.value.forward(&xc, prec)?),
+        };
+        let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
         let ctx = if pass.dropout.is_on() && self.attn_dropout > 0.0 {
             self.attention_with_dropout(&q, &k, &v, mask, pass, cls_only)?
         } else {
-            Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(&mask.keep), 0.0, false, None, false)?
+            Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.attend.as_ref(), 0.0, false, None, false)?
         };
         let s = ctx.size();
         let ctx = ctx.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?;
@@ -407,7 +436,7 @@ impl Layer {
                 q,
                 k,
                 v,
-                Some(&mask.keep),
+                mask.attend.as_ref(),
                 self.attn_dropout,
                 false,
                 None,
@@ -423,7 +452,7 @@ impl Layer {
         // -inf, which the compute precision holds exactly.
         let q3 = q.f_reshape([heads, qs[2], qs[3]])?;
         let kt = k.f_reshape([heads, keys, qs[3]])?.f_transpose(1, 2)?;
-        let scores = pass.precision.cast(&mask.additive).f_baddbmm(&q3, &kt, 1.0, scale)?;
+        let scores = mask.additive.f_baddbmm(&q3, &kt, 1.0, scale)?;
         let probs = scores.f_view([qs[0], qs[1], qs[2], keys])?.f_softmax(-1, Kind::Float)?;
         let rows: Vec<i64> = if cls_only { vec![0] } else { Vec::new() };
         let probs = pass.dropout.apply_attention(&probs, self.attn_dropout, Site::AttentionProbs(self.index), &rows)?;
@@ -452,23 +481,28 @@ fn albert_layers(groups_path: &nn::Path, c: &BertConfig) -> Vec<Layer> {
 
 /// The padding mask in the two forms attention takes.
 struct Masks {
-    /// `[batch, 1, 1, len]`, true where a token is.
-    keep: Tensor,
-    /// `[batch * heads, 1, len]`, 0 where a token is, -inf on padding: one
-    /// row per (example, head), as a batched product's bias.
+    /// For the fused kernel: `None` where no text of a CPU batch is padded
+    /// (its fastest path, and the usual case for long texts cut to
+    /// `--max-len`), else `[batch, 1, 1, len]`, 0 where a token is and -inf on
+    /// padding, in the compute precision (an additive mask runs faster there
+    /// than a boolean one, which the kernel would convert at every layer).
+    attend: Option<Tensor>,
+    /// `[batch * heads, 1, len]`, 0 where a token is, -inf on padding, in the
+    /// compute precision: one row per (example, head), as a batched product's bias.
     additive: Tensor,
 }
 
 impl Masks {
-    fn new(mask: &Tensor, heads: i64) -> Result<Masks> {
+    fn new(mask: &Tensor, heads: i64, precision: Precision) -> Result<Masks> {
         let s = mask.size();
         let keep = mask.f_to_kind(Kind::Bool)?.f_view([s[0], 1, 1, s[1]])?;
         let zeros = Tensor::f_zeros(keep.size(), (Kind::Float, keep.device()))?;
-        let additive = zeros
-            .f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?
-            .f_expand([s[0], heads, 1, s[1]], false)?
-            .f_reshape([s[0] * heads, 1, s[1]])?;
-        Ok(Masks { keep, additive })
+        let bias = precision.cast(&zeros.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?);
+        // Reading the answer back waits for the device, which a GPU batch
+        // should not; there the mask always goes to the kernel.
+        let unpadded = mask.device() == tch::Device::Cpu && keep.f_all()?.f_int64_value(&[])? == 1;
+        let additive = bias.f_expand([s[0], heads, 1, s[1]], false)?.f_reshape([s[0] * heads, 1, s[1]])?;
+        Ok(Masks { attend: (!unpadded).then_some(bias), additive })
     }
 }
 
@@ -544,11 +578,16 @@ impl BertClassifier {
         if !int8 && precision == Precision::Fp32 && !(cpu && packed_linear::available()) {
             return Ok(None);
         }
+        let n = self.bert.layers.len();
         Ok(Some(BertClassifier {
             bert: Encoder {
                 embeddings: self.bert.embeddings.shallow(),
                 project: self.bert.project.as_ref().map(|p| p.for_inference(precision, false)).transpose()?,
-                layers: self.bert.layers.iter().map(|l| l.for_inference(precision, int8)).collect::<Result<_>>()?,
+                // The last layer stays unfused: classification projects its
+                // queries for `[CLS]` alone.
+                layers: (self.bert.layers.iter().enumerate())
+                    .map(|(i, l)| l.for_inference(precision, int8, i + 1 < n))
+                    .collect::<Result<_>>()?,
                 pooler: self.bert.pooler.for_inference(precision, false)?,
             },
             classifier: self.classifier.for_inference(precision, false)?,
@@ -565,7 +604,7 @@ impl BertClassifier {
     }
 
     fn encode(&self, batch: &Batch, pass: &Pass, cls_only_last: bool) -> Result<Tensor> {
-        let masks = Masks::new(&batch.mask, self.config.num_attention_heads)?;
+        let masks = Masks::new(&batch.mask, self.config.num_attention_heads, pass.precision)?;
         let mut x = self.bert.embeddings.forward(&batch.ids, batch.types.as_ref(), pass)?;
         if let Some(project) = &self.bert.project {
             x = project.forward(&x, pass.precision)?.f_to_kind(Kind::Float)?;
@@ -660,6 +699,41 @@ mod tests {
         let once = model.for_inference(Precision::Bf16, false).unwrap().unwrap().logits(&batch, &pass).unwrap();
         assert!(max_diff(&per_batch, &once) < 1e-2, "bf16 cast once vs per batch: {}", max_diff(&per_batch, &once));
         assert!(max_diff(&fp32, &once) < 0.05);
+        // int8 (fused query, key and value in the first layer): near fp32.
+        if super::super::int8_linear::unavailable(tch::Device::Cpu).is_none() {
+            let int8 = model.for_inference(Precision::Fp32, true).unwrap().unwrap();
+            let got = int8.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
+            assert!(max_diff(&fp32, &got) < 0.05, "int8 logits differ by {}", max_diff(&fp32, &got));
+        }
+    }
+
+    #[test]
+    fn unpadded_batches_give_the_logits_of_padded_ones() {
+        // A batch without padding takes the kernel's mask-free path; the same
+        // texts beside a longer one are padded and masked.
+        tch::manual_seed(3);
+        let config = BertConfig::from_json(SMALL).unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = BertClassifier::new(&vs.root(), &config, 2);
+        let batch = |rows: &[i64], n: i64| {
+            let ids = Tensor::from_slice(rows).view([n, rows.len() as i64 / n]);
+            Batch { mask: ids.ne(0), ids, types: None }
+        };
+        let unpadded = batch(&[2, 17, 45, 9, 3, 2, 88, 7, 5, 3], 2);
+        let padded = batch(&[2, 17, 45, 9, 3, 0, 0, 2, 88, 7, 5, 3, 0, 0, 2, 11, 12, 13, 14, 15, 3], 3);
+        let _guard = tch::no_grad_guard();
+        let pass = Pass::eval(Precision::Fp32);
+        let inference = model.for_inference(Precision::Fp32, false).unwrap();
+        for m in std::iter::once(&model).chain(inference.as_ref()) {
+            let alone = m.logits(&unpadded, &pass).unwrap();
+            let beside = m.logits(&padded, &pass).unwrap().narrow(0, 0, 2);
+            let diff = alone.f_sub(&beside).unwrap().abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "unpadded and padded logits differ by {diff}");
+            let hidden = m.hidden_states(&unpadded, &pass).unwrap();
+            let hidden_beside = m.hidden_states(&padded, &pass).unwrap().narrow(0, 0, 2).narrow(1, 0, 5);
+            let diff = hidden.f_sub(&hidden_beside).unwrap().abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "unpadded and padded hidden states differ by {diff}");
+        }
     }
 
     #[test]
