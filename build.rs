@@ -39,7 +39,7 @@ fn compile_shims() {
         "src/train/fused_optim.cpp",
         "src/device/upload.cpp",
     ];
-    for f in SHIMS.iter().chain(&["src/shim_errors.h"]) {
+    for f in SHIMS.iter().chain(&["src/shim.h"]) {
         println!("cargo:rerun-if-changed={f}");
     }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");

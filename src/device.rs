@@ -7,7 +7,10 @@ use std::str::FromStr;
 
 use anyhow::Result;
 
+pub mod cpu_features;
 pub mod host_memory;
+
+pub use cpu_features::CpuFeatures;
 
 use crate::bail_usage;
 
@@ -166,19 +169,6 @@ pub fn process_cpu_seconds() -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
-}
-
-/// Whether the CPU advertises a feature flag (as /proc/cpuinfo spells it, e.g.
-/// `avx512_bf16`, `amx_bf16`).
-pub fn cpu_has(flag: &str) -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("flags") || l.starts_with("Features"))
-                .map(|l| l.split_whitespace().any(|f| f == flag))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 /// Memory the kernel says can be allocated without swapping (`MemAvailable`), in

@@ -1,6 +1,6 @@
 //! Calling the C++ shims (src/bert/packed_linear.cpp, src/train/fused_optim.cpp,
 //! src/device/upload.cpp): each entry point returns 0, or 1 with the C++
-//! exception's message in an `err` buffer (src/shim_errors.h); these turn that
+//! exception's message in an `err` buffer (src/shim.h); these turn that
 //! into a `Result`.
 
 use std::ffi::{c_char, c_int, CStr};

@@ -30,7 +30,7 @@ fn cells(record: &serde_json::Value) -> &Vec<serde_json::Value> {
 /// unsupported instead of timing libtorch's scalar loop, and these tests
 /// check that report in their place.
 fn bf16_runs() -> bool {
-    hpcml::matmul::peak::CpuFeatures::detect().kernel(hpcml::matmul::Dtype::Bf16, true).is_ok()
+    hpcml::device::CpuFeatures::detect().kernel(hpcml::matmul::Dtype::Bf16, true).is_ok()
 }
 
 /// A bf16 cell's record where this CPU has no bf16 GEMM: an error, no time.

@@ -16,7 +16,7 @@
 #include <ATen/ops/quantize_per_channel.h>
 #include <ATen/ops/zeros.h>
 
-#include "../shim_errors.h"
+#include "../shim.h"
 
 namespace {
 
@@ -38,13 +38,7 @@ extern "C" {
 
 // 1 when this libtorch has both operators, else 0.
 int hpcml_int8_linear_available() {
-  try {
-    auto& d = c10::Dispatcher::singleton();
-    return d.findSchema({"quantized::linear_prepack", ""}).has_value() &&
-           d.findSchema({"quantized::linear_dynamic", ""}).has_value();
-  } catch (...) {
-    return 0;
-  }
+  return hpcml::has_ops({"quantized::linear_prepack", "quantized::linear_dynamic"});
 }
 
 // Quantizes `weight` ([out, in], fp32, CPU) per output channel with the scale

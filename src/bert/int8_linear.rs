@@ -42,7 +42,7 @@ pub fn unavailable(device: Device) -> Option<String> {
             "--int8 runs on the CPU only (this run is on {device:?}); use -d cpu, or --precision bf16 on a GPU"
         ));
     }
-    let cpu = crate::matmul::peak::CpuFeatures::detect();
+    let cpu = crate::device::CpuFeatures::detect();
     if !(cpu.has("avx2") && cpu.has("fma")) {
         return Some("--int8 needs an x86 CPU with AVX2 and FMA (libtorch's fbgemm kernels); leave it off here".into());
     }

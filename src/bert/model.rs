@@ -53,6 +53,26 @@ pub struct Batch {
     pub types: Option<Tensor>,
 }
 
+/// How an inference copy ([`BertClassifier::for_inference`]) holds the
+/// weights of its products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InferenceWeights {
+    /// Cast once to the compute precision, and packed for oneDNN on the CPU.
+    Cast(Precision),
+    /// The encoder's quantized to int8 (`--int8`), with fp32 around the products.
+    Int8,
+}
+
+impl InferenceWeights {
+    /// The precision of everything around the products.
+    pub fn precision(self) -> Precision {
+        match self {
+            InferenceWeights::Cast(p) => p,
+            InferenceWeights::Int8 => Precision::Fp32,
+        }
+    }
+}
+
 struct Linear {
     ws: Tensor,
     bs: Tensor,
@@ -113,13 +133,16 @@ impl Linear {
         }
     }
 
-    /// The same layer for inference: weights in `precision` once, not at every
-    /// batch, and packed for oneDNN on the CPU; with `int8`, quantized instead.
-    fn for_inference(&self, precision: Precision, int8: bool) -> Result<Linear> {
-        if int8 {
-            let packed = Some(Packed::Int8(Int8Linear::pack(&self.ws, &self.bs)?));
-            return Ok(Linear { ws: self.ws.shallow_clone(), bs: self.bs.shallow_clone(), packed });
-        }
+    /// The same layer for inference: weights in the compute precision once,
+    /// not at every batch, and packed for oneDNN on the CPU; or quantized.
+    fn for_inference(&self, weights: InferenceWeights) -> Result<Linear> {
+        let precision = match weights {
+            InferenceWeights::Cast(precision) => precision,
+            InferenceWeights::Int8 => {
+                let packed = Some(Packed::Int8(Int8Linear::pack(&self.ws, &self.bs)?));
+                return Ok(Linear { ws: self.ws.shallow_clone(), bs: self.bs.shallow_clone(), packed });
+            }
+        };
         let (ws, bs) = (precision.cast(&self.ws), precision.cast(&self.bs));
         let packed = PackedLinear::pack(&ws, &bs)?.map(Packed::OneDnn);
         Ok(Linear { ws, bs, packed })
@@ -346,7 +369,7 @@ impl Layer {
 
     /// The layer for inference (see [`Linear::for_inference`]), the rest
     /// shared; with `fuse_qkv`, its query, key and value as one product.
-    fn for_inference(&self, precision: Precision, int8: bool, fuse_qkv: bool) -> Result<Layer> {
+    fn for_inference(&self, weights: InferenceWeights, fuse_qkv: bool) -> Result<Layer> {
         let qkv = if fuse_qkv {
             let parts = [&self.query, &self.key, &self.value];
             let fused = Linear {
@@ -354,22 +377,22 @@ impl Layer {
                 bs: Tensor::f_cat(&parts.map(|l| &l.bs), 0)?,
                 packed: None,
             };
-            Some(fused.for_inference(precision, int8)?)
+            Some(fused.for_inference(weights)?)
         } else {
             None
         };
         // Fused, the three stay as they are for a `[CLS]`-only pass, which
         // only a last layer runs.
-        let separate = |l: &Linear| if fuse_qkv { Ok(l.shallow()) } else { l.for_inference(precision, int8) };
+        let separate = |l: &Linear| if fuse_qkv { Ok(l.shallow()) } else { l.for_inference(weights) };
         Ok(Layer {
             index: self.index,
             query: separate(&self.query)?,
             key: separate(&self.key)?,
             value: separate(&self.value)?,
-            attn_out: self.attn_out.for_inference(precision, int8)?,
+            attn_out: self.attn_out.for_inference(weights)?,
             attn_ln: self.attn_ln.shallow(),
-            intermediate: self.intermediate.for_inference(precision, int8)?,
-            output: self.output.for_inference(precision, int8)?,
+            intermediate: self.intermediate.for_inference(weights)?,
+            output: self.output.for_inference(weights)?,
             out_ln: self.out_ln.shallow(),
             heads: self.heads,
             head_dim: self.head_dim,
@@ -563,34 +586,34 @@ impl BertClassifier {
         }
     }
 
-    /// For inference: a copy whose matmul weights are cast to `precision`
-    /// once, so batches do not cast them again, and on the CPU packed for
-    /// oneDNN ([`super::packed_linear`]). With `int8` (fp32 on the CPU only)
-    /// the encoder's linear layers are quantized to int8 instead
-    /// ([`super::int8_linear`]); the pooler and the head, which see one row
-    /// per text, stay in fp32. `None` in fp32 where there is nothing to do (a
-    /// GPU, or no oneDNN). Embeddings and LayerNorms are shared, in float32.
-    pub fn for_inference(&self, precision: Precision, int8: bool) -> Result<Option<BertClassifier>> {
+    /// For inference: a copy whose matmul weights are cast to the compute
+    /// precision once, so batches do not cast them again, and on the CPU
+    /// packed for oneDNN ([`super::packed_linear`]). With
+    /// [`InferenceWeights::Int8`] (on the CPU only) the encoder's linear
+    /// layers are quantized to int8 instead ([`super::int8_linear`]); the
+    /// pooler and the head, which see one row per text, stay in fp32. `None`
+    /// in fp32 where there is nothing to do (a GPU, or no oneDNN). Embeddings
+    /// and LayerNorms are shared, in float32.
+    pub fn for_inference(&self, weights: InferenceWeights) -> Result<Option<BertClassifier>> {
         let cpu = self.classifier.ws.device() == tch::Device::Cpu;
-        if int8 && precision != Precision::Fp32 {
-            anyhow::bail!("int8 layers compute in fp32 around their products, not in {precision}");
-        }
-        if !int8 && precision == Precision::Fp32 && !(cpu && packed_linear::available()) {
+        if weights == InferenceWeights::Cast(Precision::Fp32) && !(cpu && packed_linear::available()) {
             return Ok(None);
         }
+        // The pooler and the head in the precision around the products.
+        let head = InferenceWeights::Cast(weights.precision());
         let n = self.bert.layers.len();
         Ok(Some(BertClassifier {
             bert: Encoder {
                 embeddings: self.bert.embeddings.shallow(),
-                project: self.bert.project.as_ref().map(|p| p.for_inference(precision, false)).transpose()?,
+                project: self.bert.project.as_ref().map(|p| p.for_inference(head)).transpose()?,
                 // The last layer stays unfused: classification projects its
                 // queries for `[CLS]` alone.
                 layers: (self.bert.layers.iter().enumerate())
-                    .map(|(i, l)| l.for_inference(precision, int8, i + 1 < n))
+                    .map(|(i, l)| l.for_inference(weights, i + 1 < n))
                     .collect::<Result<_>>()?,
-                pooler: self.bert.pooler.for_inference(precision, false)?,
+                pooler: self.bert.pooler.for_inference(head)?,
             },
-            classifier: self.classifier.for_inference(precision, false)?,
+            classifier: self.classifier.for_inference(head)?,
             head_dropout: self.head_dropout,
             config: self.config.clone(),
             num_labels: self.num_labels,
@@ -682,7 +705,7 @@ mod tests {
         let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
         assert_eq!(fp32.size(), vec![2, 3]);
         // fp32: packed for oneDNN where libtorch has it (nothing to do elsewhere).
-        match model.for_inference(Precision::Fp32, false).unwrap() {
+        match model.for_inference(InferenceWeights::Cast(Precision::Fp32)).unwrap() {
             Some(packed) => {
                 assert!(packed_linear::available());
                 let got = packed.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
@@ -696,12 +719,17 @@ mod tests {
         let per_batch = model.logits(&batch, &pass).unwrap();
         // Where oneDNN cannot pack bf16 (an AVX2-only CPU) the layers stay
         // unpacked, still cast once.
-        let once = model.for_inference(Precision::Bf16, false).unwrap().unwrap().logits(&batch, &pass).unwrap();
+        let once = model
+            .for_inference(InferenceWeights::Cast(Precision::Bf16))
+            .unwrap()
+            .unwrap()
+            .logits(&batch, &pass)
+            .unwrap();
         assert!(max_diff(&per_batch, &once) < 1e-2, "bf16 cast once vs per batch: {}", max_diff(&per_batch, &once));
         assert!(max_diff(&fp32, &once) < 0.05);
         // int8 (fused query, key and value in the first layer): near fp32.
         if super::super::int8_linear::unavailable(tch::Device::Cpu).is_none() {
-            let int8 = model.for_inference(Precision::Fp32, true).unwrap().unwrap();
+            let int8 = model.for_inference(InferenceWeights::Int8).unwrap().unwrap();
             let got = int8.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
             assert!(max_diff(&fp32, &got) < 0.05, "int8 logits differ by {}", max_diff(&fp32, &got));
         }
@@ -723,7 +751,7 @@ mod tests {
         let padded = batch(&[2, 17, 45, 9, 3, 0, 0, 2, 88, 7, 5, 3, 0, 0, 2, 11, 12, 13, 14, 15, 3], 3);
         let _guard = tch::no_grad_guard();
         let pass = Pass::eval(Precision::Fp32);
-        let inference = model.for_inference(Precision::Fp32, false).unwrap();
+        let inference = model.for_inference(InferenceWeights::Cast(Precision::Fp32)).unwrap();
         for m in std::iter::once(&model).chain(inference.as_ref()) {
             let alone = m.logits(&unpadded, &pass).unwrap();
             let beside = m.logits(&padded, &pass).unwrap().narrow(0, 0, 2);

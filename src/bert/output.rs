@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::predict::{argmax, EvaluateRun, Evaluation, PredictRun, MULTI_LABEL_THRESHOLD};
-use super::train::{Event, Sink, Started, TestPredictions, TrainRun, TEST_PREDICTIONS_FILE};
+use super::train::{Event, PredictedRows, Sink, Started, TestPredictions, TrainRun, TEST_PREDICTIONS_FILE};
 use crate::report::plot::{Heatmap, LinePlot, Series};
 use crate::report::{write_atomic, write_json, Progress};
 
@@ -248,28 +248,31 @@ pub fn write_train_outputs(run: &TrainRun, out: &Path) -> Result<Vec<PathBuf>> {
 /// probability: the labels it gives (`;` between them), under their columns' names.
 fn test_predictions_csv(t: &TestPredictions, values: &[String], names: Option<&[String]>) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    if !t.label_probabilities.is_empty() {
-        w.write_record(std::iter::once("index").chain(["labels"]).chain(values.iter().map(String::as_str)))?;
-        let shown = names.unwrap_or(values);
-        for (index, probs) in t.index.iter().zip(&t.label_probabilities) {
-            let has: Vec<&str> =
-                shown.iter().zip(probs).filter(|(_, &p)| p >= MULTI_LABEL_THRESHOLD).map(|(n, _)| n.as_str()).collect();
-            let row = [index.to_string(), has.join(";")].into_iter().chain(probs.iter().map(|p| format!("{p:.4}")));
-            w.write_record(row)?;
+    match &t.rows {
+        PredictedRows::Classes(classes) => {
+            let mut header = vec!["index", "label", "probability"];
+            if names.is_some() {
+                header.insert(2, "name");
+            }
+            w.write_record(&header)?;
+            for (index, &(class, p)) in t.index.iter().zip(classes) {
+                let mut row = vec![index.to_string(), values[class].clone(), format!("{p:.4}")];
+                if let Some(names) = names {
+                    row.insert(2, names[class].clone());
+                }
+                w.write_record(&row)?;
+            }
         }
-        return w.into_inner().map_err(|e| anyhow::anyhow!("{e}"));
-    }
-    let mut header = vec!["index", "label", "probability"];
-    if names.is_some() {
-        header.insert(2, "name");
-    }
-    w.write_record(&header)?;
-    for (index, &(class, p)) in t.index.iter().zip(&t.predicted) {
-        let mut row = vec![index.to_string(), values[class].clone(), format!("{p:.4}")];
-        if let Some(names) = names {
-            row.insert(2, names[class].clone());
+        PredictedRows::Labels(label_probabilities) => {
+            w.write_record(std::iter::once("index").chain(["labels"]).chain(values.iter().map(String::as_str)))?;
+            let shown = names.unwrap_or(values);
+            for (index, probs) in t.index.iter().zip(label_probabilities) {
+                let given = shown.iter().zip(probs).filter(|(_, &p)| p >= MULTI_LABEL_THRESHOLD);
+                let has: Vec<&str> = given.map(|(n, _)| n.as_str()).collect();
+                let row = [index.to_string(), has.join(";")].into_iter().chain(probs.iter().map(|p| format!("{p:.4}")));
+                w.write_record(row)?;
+            }
         }
-        w.write_record(&row)?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -392,11 +395,7 @@ mod tests {
 
     #[test]
     fn test_predictions_name_rows_by_index_and_classes_by_value() {
-        let t = TestPredictions {
-            index: vec![0, 2],
-            predicted: vec![(1, 0.98766), (0, 0.5)],
-            label_probabilities: Vec::new(),
-        };
+        let t = TestPredictions { index: vec![0, 2], rows: PredictedRows::Classes(vec![(1, 0.98766), (0, 0.5)]) };
         let values = ["0".to_string(), "1, maybe".to_string()];
         let csv = String::from_utf8(test_predictions_csv(&t, &values, None).unwrap()).unwrap();
         assert_eq!(csv, "index,label,probability\n0,\"1, maybe\",0.9877\n2,0,0.5000\n");
@@ -404,6 +403,18 @@ mod tests {
         let csv = String::from_utf8(test_predictions_csv(&t, &values, Some(&names)).unwrap()).unwrap();
         assert_eq!(csv.lines().next(), Some("index,label,name,probability"));
         assert_eq!(csv.lines().nth(2), Some("2,0,REAL,0.5000"));
+    }
+
+    #[test]
+    fn multi_label_test_predictions_give_each_label_a_column() {
+        let values = ["toxic", "insult", "threat"].map(String::from);
+        let t = TestPredictions { index: vec![3], rows: PredictedRows::Labels(vec![vec![0.9, 0.2, 0.75]]) };
+        let csv = String::from_utf8(test_predictions_csv(&t, &values, None).unwrap()).unwrap();
+        assert_eq!(csv, "index,labels,toxic,insult,threat\n3,toxic;threat,0.9000,0.2000,0.7500\n");
+        // No rows: still the multi-label header.
+        let empty = TestPredictions { index: Vec::new(), rows: PredictedRows::Labels(Vec::new()) };
+        let csv = String::from_utf8(test_predictions_csv(&empty, &values, None).unwrap()).unwrap();
+        assert_eq!(csv, "index,labels,toxic,insult,threat\n");
     }
 
     #[test]

@@ -23,7 +23,7 @@
 #include <optional>
 #include <string>
 
-#include "../shim_errors.h"
+#include "../shim.h"
 
 namespace {
 
@@ -81,13 +81,7 @@ extern "C" {
 
 // 1 when this libtorch has both operators (built with oneDNN), else 0.
 int hpcml_onednn_linear_available() {
-  try {
-    auto& d = c10::Dispatcher::singleton();
-    return d.findSchema({"mkldnn::_reorder_linear_weight", ""}).has_value() &&
-           d.findSchema({"mkldnn::_linear_pointwise", ""}).has_value();
-  } catch (...) {
-    return 0;
-  }
+  return hpcml::has_ops({"mkldnn::_reorder_linear_weight", "mkldnn::_linear_pointwise"});
 }
 
 // `weight` [out, in] (fp32 or bf16, CPU) packed in oneDNN's layout for any

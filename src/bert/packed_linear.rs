@@ -100,7 +100,7 @@ pub fn available() -> bool {
 pub fn trains(weight: &Tensor) -> bool {
     static MKL_AVX512: OnceLock<bool> = OnceLock::new();
     let mkl_avx512 = *MKL_AVX512.get_or_init(|| {
-        let cpu = crate::matmul::peak::CpuFeatures::detect();
+        let cpu = crate::device::CpuFeatures::detect();
         cpu.vendor == "GenuineIntel" && cpu.has("avx512f")
     });
     !mkl_avx512 && available() && weight.device() == Device::Cpu && weight.kind() == Kind::Float
@@ -121,7 +121,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 fn packs_bf16() -> bool {
     static PACKS: OnceLock<bool> = OnceLock::new();
     *PACKS.get_or_init(|| {
-        let cpu = crate::matmul::peak::CpuFeatures::detect();
+        let cpu = crate::device::CpuFeatures::detect();
         cpu.avx512_core() || cpu.has("avx_ne_convert")
     })
 }

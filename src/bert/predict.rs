@@ -16,7 +16,7 @@ use super::class_folders::ClassSet;
 use super::config::BertConfig;
 use super::data::{self, Column, Columns, Encoded, Labels, Split};
 use super::hub::{self, ModelFiles};
-use super::model::{self, Pass};
+use super::model::{self, InferenceWeights, Pass};
 use super::tokenize::TextTokenizer;
 use super::{weights, Classifier};
 use crate::bail_usage;
@@ -69,8 +69,7 @@ pub fn evaluate(
     set: &Encoded,
     pad_id: i64,
     batch_size: usize,
-    precision: Precision,
-    int8: bool,
+    weights: InferenceWeights,
 ) -> Result<Evaluation> {
     let device = clf.vs.device();
     let classes = clf.model.num_labels as usize;
@@ -80,8 +79,8 @@ pub fn evaluate(
     let mut loss_sum = 0.0f64;
     {
         let _guard = tch::no_grad_guard();
-        let pass = Pass::eval(precision);
-        let cast = clf.model.for_inference(precision, int8)?;
+        let pass = Pass::eval(weights.precision());
+        let cast = clf.model.for_inference(weights)?;
         let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, max_len(clf)), cluster) {
             let batch = set.batch(&rows, pad_id, device)?;
@@ -124,8 +123,7 @@ pub fn logits(
     ids: &[Vec<u32>],
     pad_id: i64,
     batch_size: usize,
-    precision: Precision,
-    int8: bool,
+    weights: InferenceWeights,
 ) -> Result<Vec<Vec<f32>>> {
     let device = clf.vs.device();
     let classes = clf.model.num_labels as usize;
@@ -133,8 +131,8 @@ pub fn logits(
     let mut flat = vec![0f32; ids.len() * classes];
     {
         let _guard = tch::no_grad_guard();
-        let pass = Pass::eval(precision);
-        let cast = clf.model.for_inference(precision, int8)?;
+        let pass = Pass::eval(weights.precision());
+        let cast = clf.model.for_inference(weights)?;
         let model = cast.as_ref().unwrap_or(&clf.model);
         for rows in my_batches(data::eval_batches(&lengths, batch_size, max_len(clf)), cluster) {
             let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;
@@ -249,6 +247,16 @@ pub struct PredictConfig {
     pub batch_size: usize,
 }
 
+impl PredictConfig {
+    /// The weights the flags ask for ([`placement`] rejects int8 with bf16).
+    fn weights(&self) -> InferenceWeights {
+        match self.int8 {
+            true => InferenceWeights::Int8,
+            false => InferenceWeights::Cast(self.precision),
+        }
+    }
+}
+
 /// One text's prediction.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Prediction {
@@ -361,7 +369,7 @@ pub fn predict(
         false => loaded.tokenizer.encode_pairs(&texts, &pairs)?,
     };
     let (logits, seconds) = timed(cluster, &dev, || {
-        logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision, cfg.int8)
+        logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.weights())
     })?;
     if !cluster.is_root() {
         return Ok(None);
@@ -465,7 +473,7 @@ pub fn evaluate_file(
         }
     };
     let (ev, seconds) = timed(cluster, &dev, || {
-        evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.precision, cfg.int8)
+        evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.weights())
     })?;
     if !cluster.is_root() {
         return Ok(None);

@@ -26,7 +26,7 @@ use super::config::BertConfig;
 use super::data::{self, Column, Columns, Encoded, Labels, Split};
 use super::dropout::{Dropout, DropoutKeys};
 use super::hub::{self, ModelFiles};
-use super::model::{self, Pass};
+use super::model::{self, InferenceWeights, Pass};
 use super::predict::{self, Evaluation};
 use super::source::{self, Shares, Source};
 use super::tokenize::{self, TextTokenizer};
@@ -292,22 +292,25 @@ pub struct TrainRun {
 pub struct TestPredictions {
     /// Each row's index among the file's records (see [`Split::records`]).
     pub index: Vec<u64>,
-    /// Class id and its probability, per row (for a multi-label model, the
-    /// most probable label's).
-    pub predicted: Vec<(usize, f32)>,
-    /// A multi-label model's probability of each label, per row; else empty.
-    pub label_probabilities: Vec<Vec<f32>>,
+    pub rows: PredictedRows,
+}
+
+/// What the model says of each row of [`TestPredictions`].
+#[derive(Clone, Debug)]
+pub enum PredictedRows {
+    /// Class id and its probability.
+    Classes(Vec<(usize, f32)>),
+    /// A multi-label model's probability of each label.
+    Labels(Vec<Vec<f32>>),
 }
 
 impl TestPredictions {
     fn new(split: &Split, logits: &[Vec<f32>], multi: bool) -> TestPredictions {
-        let probabilities: Vec<Vec<f32>> =
-            logits.iter().map(|l| if multi { predict::sigmoid(l) } else { predict::softmax(l) }).collect();
-        TestPredictions {
-            index: split.records.clone(),
-            predicted: probabilities.iter().map(|p| predict::argmax(p)).collect(),
-            label_probabilities: if multi { probabilities } else { Vec::new() },
-        }
+        let rows = match multi {
+            true => PredictedRows::Labels(logits.iter().map(|l| predict::sigmoid(l)).collect()),
+            false => PredictedRows::Classes(logits.iter().map(|l| predict::argmax(&predict::softmax(l))).collect()),
+        };
+        TestPredictions { index: split.records.clone(), rows }
     }
 }
 
@@ -510,8 +513,7 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
                 &data.valid,
                 tokenizer.pad_id,
                 cfg.eval_batch_size,
-                cfg.precision,
-                false,
+                InferenceWeights::Cast(cfg.precision),
             )?;
             state.history.global_steps.push(state.step);
             state.history.train_loss.push(train_loss);
@@ -578,11 +580,24 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     sink.event(Event::Testing { set: test_name, rows: test_set.len(), missing: missing.as_deref() });
     cluster.barrier();
     let t0 = cluster.wtime();
-    let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision, false)?;
+    let test = predict::evaluate(
+        cluster,
+        &clf,
+        test_set,
+        tokenizer.pad_id,
+        cfg.eval_batch_size,
+        InferenceWeights::Cast(cfg.precision),
+    )?;
     let test_predictions = match &data.unlabelled_test {
         Some(u) => {
-            let logits =
-                predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, cfg.precision, false)?;
+            let logits = predict::logits(
+                cluster,
+                &clf,
+                &u.ids,
+                tokenizer.pad_id,
+                cfg.eval_batch_size,
+                InferenceWeights::Cast(cfg.precision),
+            )?;
             Some(TestPredictions::new(&u.split, &logits, data.labels.multi))
         }
         None => None,

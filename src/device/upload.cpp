@@ -9,7 +9,7 @@
 
 #include <ATen/ATen.h>
 
-#include "../shim_errors.h"
+#include "../shim.h"
 
 extern "C" {
 

@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::usage;
 use crate::cluster::Cluster;
-use crate::device::{self, Device, GpuInfo};
+use crate::device::{self, CpuFeatures, Device, GpuInfo};
 use cell::{Cell, CellError, Failure, MemoryLimit};
 use check::Check;
 pub use config::MatmulConfig;
 use config::{flops, memory_bytes, GIB};
 pub use dtype::Dtype;
-use peak::{CpuClock, CpuFeatures, Peak};
+use peak::{CpuClock, Peak};
 
 /// One rank's result for one cell.
 #[derive(Clone, Debug, Serialize, Deserialize)]

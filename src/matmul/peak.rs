@@ -17,13 +17,13 @@
 //! GPU peaks are NVIDIA's dense (no sparsity) datasheet figures at boost clock
 //! for the GPUs TACC-style clusters carry; `--peak-gflops` overrides any of it.
 
-use std::collections::BTreeSet;
 #[cfg(target_arch = "x86_64")]
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::dtype::Dtype;
+use crate::device::CpuFeatures;
 
 /// A peak rate and where the figure comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,49 +32,11 @@ pub struct Peak {
     pub source: String,
 }
 
-/// What /proc/cpuinfo says about the CPU's vector units.
-#[derive(Clone, Debug, Default)]
-pub struct CpuFeatures {
-    pub vendor: String,
-    pub family: u32,
-    flags: BTreeSet<String>,
-}
-
+/// What the vector units of [`CpuFeatures`] mean for GEMM.
 impl CpuFeatures {
-    pub fn detect() -> CpuFeatures {
-        std::fs::read_to_string("/proc/cpuinfo").map(|t| CpuFeatures::from_cpuinfo(&t)).unwrap_or_default()
-    }
-
-    /// From the first processor's entry of a /proc/cpuinfo text.
-    pub fn from_cpuinfo(text: &str) -> CpuFeatures {
-        let mut out = CpuFeatures::default();
-        for line in text.lines().take_while(|l| !l.trim().is_empty()) {
-            let Some((key, value)) = line.split_once(':') else { continue };
-            match key.trim() {
-                "vendor_id" => out.vendor = value.trim().to_string(),
-                "cpu family" => out.family = value.trim().parse().unwrap_or(0),
-                "flags" => out.flags = value.split_whitespace().map(str::to_string).collect(),
-                _ => {}
-            }
-        }
-        out
-    }
-
-    pub fn has(&self, flag: &str) -> bool {
-        self.flags.contains(flag)
-    }
-
-    fn is_x86(&self) -> bool {
-        matches!(self.vendor.as_str(), "GenuineIntel" | "AuthenticAMD")
-    }
-
     /// AMD Zen 4 (family 19h with AVX-512): 512-bit ops on 256-bit pipes.
     fn half_width_avx512(&self) -> bool {
         self.vendor == "AuthenticAMD" && self.family == 0x19
-    }
-
-    pub fn avx512_core(&self) -> bool {
-        self.has("avx512f") && self.has("avx512bw") && self.has("avx512vl") && self.has("avx512dq")
     }
 
     /// The vector extensions that matter for GEMM, for the header.

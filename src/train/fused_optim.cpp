@@ -6,7 +6,7 @@
 // waits on the host issuing them.
 //
 // Every function reports a C++ exception as a message in `err`
-// (src/shim_errors.h).
+// (src/shim.h).
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/_fused_adam.h>
@@ -14,7 +14,7 @@
 
 #include <vector>
 
-#include "../shim_errors.h"
+#include "../shim.h"
 
 namespace {
 
