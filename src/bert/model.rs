@@ -692,14 +692,24 @@ mod tests {
         "max_position_embeddings":64,"model_type":"bert","num_attention_heads":4,"num_hidden_layers":2,
         "pad_token_id":0,"type_vocab_size":2,"vocab_size":100}"#;
 
+    /// A classifier of `labels` classes on `config`, initialised from `seed`.
+    fn small_model(config: &BertConfig, seed: i64, labels: i64) -> (nn::VarStore, BertClassifier) {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = BertClassifier::new(&vs.root(), config, labels);
+        (vs, model)
+    }
+
+    /// `texts` rows of token ids (0 is padding) as a batch.
+    fn batch(ids: &[i64], texts: i64) -> Batch {
+        let ids = Tensor::from_slice(ids).view([texts, -1]);
+        Batch { mask: ids.ne(0), ids, types: None }
+    }
+
     #[test]
     fn inference_copies_give_the_logits_of_the_model() {
-        tch::manual_seed(7);
-        let config = BertConfig::from_json(SMALL).unwrap();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = BertClassifier::new(&vs.root(), &config, 3);
-        let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
-        let batch = Batch { mask: ids.ne(0), ids, types: None };
+        let (_vs, model) = small_model(&BertConfig::from_json(SMALL).unwrap(), 7, 3);
+        let batch = batch(&[2, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0], 2);
         let _guard = tch::no_grad_guard();
         let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);
         let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
@@ -739,14 +749,7 @@ mod tests {
     fn unpadded_batches_give_the_logits_of_padded_ones() {
         // A batch without padding takes the kernel's mask-free path; the same
         // texts beside a longer one are padded and masked.
-        tch::manual_seed(3);
-        let config = BertConfig::from_json(SMALL).unwrap();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = BertClassifier::new(&vs.root(), &config, 2);
-        let batch = |rows: &[i64], n: i64| {
-            let ids = Tensor::from_slice(rows).view([n, rows.len() as i64 / n]);
-            Batch { mask: ids.ne(0), ids, types: None }
-        };
+        let (_vs, model) = small_model(&BertConfig::from_json(SMALL).unwrap(), 3, 2);
         let unpadded = batch(&[2, 17, 45, 9, 3, 2, 88, 7, 5, 3], 2);
         let padded = batch(&[2, 17, 45, 9, 3, 0, 0, 2, 88, 7, 5, 3, 0, 0, 2, 11, 12, 13, 14, 15, 3], 3);
         let _guard = tch::no_grad_guard();
@@ -775,11 +778,8 @@ mod tests {
             "\"hidden_size\":32,\"hidden_dropout_prob\":0.0,\"attention_probs_dropout_prob\":1e-12,",
         ))
         .unwrap();
-        tch::manual_seed(11);
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = BertClassifier::new(&vs.root(), &config, 2);
-        let ids = Tensor::from_slice(&[2i64, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0]).view([2, 6]);
-        let batch = Batch { mask: ids.ne(0), ids, types: None };
+        let (_vs, model) = small_model(&config, 11, 2);
+        let batch = batch(&[2, 17, 45, 9, 3, 0, 2, 88, 3, 0, 0, 0], 2);
         let keys = DropoutKeys::new(5, 0, vec![0, 1], config.max_position_embeddings);
         let _guard = tch::no_grad_guard();
         let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);

@@ -473,6 +473,8 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let ctx = StepContext { cluster, cfg, clf: &clf, params: &params, data: &data, pad_id: tokenizer.pad_id };
     let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
     let mut pending_loss: Option<(u64, Tensor)> = None;
+    // Validation and test in the training precision, on weights cast (and packed) once.
+    let inference = InferenceWeights::Cast(cfg.precision);
     while state.step < total {
         let step = state.step;
         let epoch = (step / data.batches_per_epoch as u64) as usize;
@@ -507,14 +509,8 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
             let mut sums = [state.running_loss];
             dp.sum_metrics(&mut sums);
             let train_loss = sums[0] / state.steps_since_eval.max(1) as f64;
-            let valid = predict::evaluate(
-                cluster,
-                &clf,
-                &data.valid,
-                tokenizer.pad_id,
-                cfg.eval_batch_size,
-                InferenceWeights::Cast(cfg.precision),
-            )?;
+            let valid =
+                predict::evaluate(cluster, &clf, &data.valid, tokenizer.pad_id, cfg.eval_batch_size, inference)?;
             state.history.global_steps.push(state.step);
             state.history.train_loss.push(train_loss);
             state.history.valid_loss.push(valid.loss);
@@ -580,24 +576,10 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     sink.event(Event::Testing { set: test_name, rows: test_set.len(), missing: missing.as_deref() });
     cluster.barrier();
     let t0 = cluster.wtime();
-    let test = predict::evaluate(
-        cluster,
-        &clf,
-        test_set,
-        tokenizer.pad_id,
-        cfg.eval_batch_size,
-        InferenceWeights::Cast(cfg.precision),
-    )?;
+    let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, inference)?;
     let test_predictions = match &data.unlabelled_test {
         Some(u) => {
-            let logits = predict::logits(
-                cluster,
-                &clf,
-                &u.ids,
-                tokenizer.pad_id,
-                cfg.eval_batch_size,
-                InferenceWeights::Cast(cfg.precision),
-            )?;
+            let logits = predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, inference)?;
             Some(TestPredictions::new(&u.split, &logits, data.labels.multi))
         }
         None => None,

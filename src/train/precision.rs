@@ -34,13 +34,17 @@ impl Precision {
 
     /// What runs the bf16 math on the CPU, for logs (`None` for fp32).
     pub fn cpu_engine(&self) -> Option<&'static str> {
-        let cpu = crate::device::CpuFeatures::detect();
-        match self {
-            Precision::Fp32 => None,
-            Precision::Bf16 if cpu.has("amx_bf16") => Some("AMX (oneDNN)"),
-            Precision::Bf16 if cpu.has("avx512_bf16") => Some("AVX512-BF16 (oneDNN)"),
-            Precision::Bf16 => Some("emulated (no bf16 instructions on this CPU: slower than fp32)"),
+        if *self == Precision::Fp32 {
+            return None;
         }
+        let cpu = crate::device::CpuFeatures::detect();
+        Some(if cpu.has("amx_bf16") {
+            "AMX (oneDNN)"
+        } else if cpu.has("avx512_bf16") {
+            "AVX512-BF16 (oneDNN)"
+        } else {
+            "emulated (no bf16 instructions on this CPU: slower than fp32)"
+        })
     }
 }
 
