@@ -23,7 +23,7 @@ use hpcml::train::Precision;
 /// then predict, evaluate and export. Without a subcommand it trains, with the
 /// tutorial's flags: bert-classifier -d cpu -s DATA_DIR -o OUT_DIR
 #[derive(Parser, Debug)]
-#[command(name = "bert-classifier", version, args_conflicts_with_subcommands = true)]
+#[command(name = "bert-classifier", version, args_conflicts_with_subcommands = true, allow_negative_numbers = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,12 +34,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Fine-tune on DIR/train.csv, validate on valid.csv, test on test.csv (the default).
+    #[command(allow_negative_numbers = true)]
     Train(TrainArgs),
     /// Classify texts given as arguments, in a file, on stdin or in a CSV column.
+    #[command(allow_negative_numbers = true)]
     Predict(PredictArgs),
     /// Classification report and confusion matrix of a fine-tuned model on a labelled CSV.
+    #[command(allow_negative_numbers = true)]
     Evaluate(EvaluateArgs),
     /// Write a fine-tuned model as a Hugging Face directory (transformers loads it).
+    #[command(allow_negative_numbers = true)]
     Export(ExportArgs),
 }
 
@@ -92,7 +96,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(2..=100_000))]
     max_len: u32,
     /// Seed of the head's initialisation, the shuffles and the dropout masks.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, value_parser = hpcml::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     #[command(flatten)]
     csv: LabelledCsvArgs,

@@ -59,7 +59,7 @@ struct Args {
     #[arg(long, value_name = "GIB", value_parser = config::parse_gib, allow_negative_numbers = true)]
     max_memory_gb: Option<f64>,
     /// Seed of the random matrices.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = hpcml::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// Also write the run as a JSON record to this path.
     #[arg(long, value_name = "PATH")]

@@ -26,7 +26,7 @@ struct Args {
     #[arg(long, default_value_t = mnist::EVAL_FREQUENCY, value_parser = parse_frequency)]
     eval_frequency: u64,
     /// Seed of the initial weights and of the dropout masks.
-    #[arg(long, default_value_t = mnist::SEED)]
+    #[arg(long, default_value_t = mnist::SEED, value_parser = hpcml::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// Compute precision: fp32, or bf16 (convolutions and matmuls in bfloat16, f32 master weights).
     #[arg(long, default_value = "fp32")]

@@ -16,7 +16,7 @@ struct Args {
     #[arg(value_parser = parse_samples, allow_negative_numbers = true)]
     samples: u64,
     /// Seed of the random stream.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = hpcml::cli::parse_seed, allow_negative_numbers = true)]
     seed: u64,
     /// CPU threads per rank [default: the physical cores this rank may use, divided among the ranks of its node bound to the same ones].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]

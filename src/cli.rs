@@ -213,6 +213,13 @@ pub fn parse_count(what: &str, text: &str) -> Result<u64, String> {
     Ok(value)
 }
 
+/// Parses `--seed`: any whole number from 0 to u64::MAX.
+pub fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("--seed must be a whole number from 0 to {}, got '{text}'", u64::MAX))
+}
+
 enum SciError {
     Syntax,
     Fraction,
@@ -252,6 +259,17 @@ fn parse_scientific(t: &str) -> Result<u64, SciError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_are_whole_numbers_from_zero() {
+        assert_eq!(parse_seed("0"), Ok(0));
+        assert_eq!(parse_seed("66478"), Ok(66478));
+        assert_eq!(parse_seed(&u64::MAX.to_string()), Ok(u64::MAX));
+        for bad in ["-1", "x", "1.5", "", "18446744073709551616"] {
+            let err = parse_seed(bad).unwrap_err();
+            assert!(err.starts_with("--seed must be a whole number from 0 to"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn counts_in_the_forms_people_write() {

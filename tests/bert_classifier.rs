@@ -1053,6 +1053,11 @@ fn bad_inputs_are_one_line_errors() {
 
     let r = run(BIN, &["--epochs", "0"], 60);
     assert_one_line_error(&r, 2, "--epochs");
+    // A negative number is a bad value of its flag, not an unknown argument.
+    let r = run(BIN, &["--lr", "-1"], 60);
+    assert_one_line_error(&r, 2, "--lr must be a positive number");
+    let r = run(BIN, &["predict", "--max-len", "-3", "x"], 60);
+    assert_one_line_error(&r, 2, "'-3' for '--max-len");
     let r = run(BIN, &["predict", "--frobnicate"], 60);
     assert_one_line_error(&r, 2, "--frobnicate");
     let r = run(BIN, &["-d", "cpu", "-s", &s(&data), "--max-len", "4096"], 60);
