@@ -144,7 +144,10 @@ impl Linear {
             }
         };
         let (ws, bs) = (precision.cast(&self.ws), precision.cast(&self.bs));
-        let packed = PackedLinear::pack(&ws, &bs)?.map(Packed::OneDnn);
+        let packed = match packed_linear::packs_for_inference(ws.kind()) {
+            true => PackedLinear::pack(&ws, &bs)?.map(Packed::OneDnn),
+            false => None,
+        };
         Ok(Linear { ws, bs, packed })
     }
 }
@@ -588,15 +591,16 @@ impl BertClassifier {
 
     /// For inference: a copy whose matmul weights are cast to the compute
     /// precision once, so batches do not cast them again, and on the CPU
-    /// packed for oneDNN ([`super::packed_linear`]). With
-    /// [`InferenceWeights::Int8`] (on the CPU only) the encoder's linear
-    /// layers are quantized to int8 instead ([`super::int8_linear`]); the
-    /// pooler and the head, which see one row per text, stay in fp32. `None`
-    /// in fp32 where there is nothing to do (a GPU, or no oneDNN). Embeddings
-    /// and LayerNorms are shared, in float32.
+    /// packed for oneDNN where that pays
+    /// ([`super::packed_linear::packs_for_inference`]), with query, key and
+    /// value as one product. With [`InferenceWeights::Int8`] (on the CPU only)
+    /// the encoder's linear layers are quantized to int8 instead
+    /// ([`super::int8_linear`]); the pooler and the head, which see one row
+    /// per text, stay in fp32. `None` in fp32 on a GPU, where there is nothing
+    /// to do. Embeddings and LayerNorms are shared, in float32.
     pub fn for_inference(&self, weights: InferenceWeights) -> Result<Option<BertClassifier>> {
         let cpu = self.classifier.ws.device() == tch::Device::Cpu;
-        if weights == InferenceWeights::Cast(Precision::Fp32) && !(cpu && packed_linear::available()) {
+        if weights == InferenceWeights::Cast(Precision::Fp32) && !cpu {
             return Ok(None);
         }
         // The pooler and the head in the precision around the products.
@@ -714,15 +718,10 @@ mod tests {
         let max_diff = |a: &Tensor, b: &Tensor| a.f_sub(b).unwrap().abs().max().double_value(&[]);
         let fp32 = model.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
         assert_eq!(fp32.size(), vec![2, 3]);
-        // fp32: packed for oneDNN where libtorch has it (nothing to do elsewhere).
-        match model.for_inference(InferenceWeights::Cast(Precision::Fp32)).unwrap() {
-            Some(packed) => {
-                assert!(packed_linear::available());
-                let got = packed.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
-                assert!(max_diff(&fp32, &got) < 1e-5, "packed fp32 logits differ by {}", max_diff(&fp32, &got));
-            }
-            None => assert!(!packed_linear::available()),
-        }
+        // fp32: packed for oneDNN where that pays, fused query, key and value.
+        let copy = model.for_inference(InferenceWeights::Cast(Precision::Fp32)).unwrap().unwrap();
+        let got = copy.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
+        assert!(max_diff(&fp32, &got) < 1e-5, "fp32 inference logits differ by {}", max_diff(&fp32, &got));
         // bf16: weights cast once give what casting at every batch gives, and
         // stay close to fp32.
         let pass = Pass::eval(Precision::Bf16);

@@ -5,7 +5,9 @@
 //! than MKL on this project's Zen 4 test machine, 2.3x on Zen 5, where MKL
 //! keeps to AVX2 kernels and oneDNN uses the full-width AVX-512 pipes
 //! (`benches/python/onednn_linear.py` measures it); within 5% of MKL on an
-//! Intel Xeon, where MKL uses AVX-512 too.
+//! Intel Xeon, where MKL uses AVX-512 too. On a CPU without AVX-512 (a Zen 3)
+//! MKL is the faster, and every layer stays on `linear`
+//! ([`packs_for_inference`], [`trains`]).
 //! Inference reuses one set of weights for many batches, so [`PackedLinear`]
 //! packs them once. Training ([`linear`], where MKL lacks AVX-512: see
 //! [`trains`]) packs the weight at each step, which costs little beside the
@@ -90,20 +92,46 @@ pub fn available() -> bool {
     })
 }
 
+/// Where oneDNN's fp32 products beat libtorch's `linear` (MKL's sgemm), by
+/// what the CPU is: `(inference, training)`. Inference packs each weight
+/// once; training packs it at every step.
+fn onednn_fp32_pays(cpu: &crate::device::CpuFeatures) -> (bool, bool) {
+    // An x86 CPU without AVX-512 (a Zen 3): both libraries have AVX2 kernels
+    // only, and MKL's, tuned per CPU, are the faster: fake-news inference at
+    // 28.0-30.3 texts/s on `linear` against 23.7-25.5 on oneDNN, training at
+    // 8.8-9.0 samples/s against 8.1-8.4.
+    if cpu.is_x86() && !cpu.avx512_core() {
+        return (false, false);
+    }
+    // MKL picks its AVX-512 kernels on Intel CPUs that have them, and there
+    // its sgemm is as fast as oneDNN's on a packed weight, so packing at
+    // every step only costs: on a Xeon with AMX a fake-news epoch trained at
+    // 15.1-15.3 samples/s on `linear` against 14.6-14.7 on ours (inference,
+    // packed once, stays on oneDNN: 52.5 against 49.5 texts/s there).
+    (true, cpu.vendor != "GenuineIntel")
+}
+
+/// This CPU's [`onednn_fp32_pays`], read once.
+fn fp32_pays() -> (bool, bool) {
+    static PAYS: OnceLock<(bool, bool)> = OnceLock::new();
+    *PAYS.get_or_init(|| onednn_fp32_pays(&crate::device::CpuFeatures::detect()))
+}
+
 /// Whether [`linear`] serves a layer with this weight: fp32 on the CPU, where
-/// MKL keeps to AVX2 kernels. MKL picks its AVX-512 kernels on Intel CPUs
-/// that have them, and there its sgemm is as fast as oneDNN's on a packed
-/// weight, so packing at every step only costs: on a Xeon with AMX a
-/// fake-news epoch trained at 15.1-15.3 samples/s on `linear` against
-/// 14.6-14.7 on ours (the inference layers, packed once, stay on oneDNN: 52.5
-/// against 49.5 there).
+/// oneDNN's products beat MKL's even with the weight packed at every step
+/// (AMD CPUs with AVX-512, on which MKL keeps to its AVX2 kernels).
 pub fn trains(weight: &Tensor) -> bool {
-    static MKL_AVX512: OnceLock<bool> = OnceLock::new();
-    let mkl_avx512 = *MKL_AVX512.get_or_init(|| {
-        let cpu = crate::device::CpuFeatures::detect();
-        cpu.vendor == "GenuineIntel" && cpu.has("avx512f")
-    });
-    !mkl_avx512 && available() && weight.device() == Device::Cpu && weight.kind() == Kind::Float
+    fp32_pays().1 && available() && weight.device() == Device::Cpu && weight.kind() == Kind::Float
+}
+
+/// Whether inference layers of this kind are worth packing ([`PackedLinear`]):
+/// bf16 wherever oneDNN packs it, fp32 where its products beat MKL's.
+pub fn packs_for_inference(kind: Kind) -> bool {
+    match kind {
+        Kind::Float => fp32_pays().0,
+        Kind::BFloat16 => true,
+        _ => false,
+    }
 }
 
 /// `x W^T + b` over the last dimension of `x`, with autograd, for an fp32
@@ -241,6 +269,22 @@ mod tests {
         let g = Tensor::run_backward(&[linear(&cls, &w, &b).unwrap().sum(Kind::Float)], &[&x], false, false);
         let e = Tensor::run_backward(&[cls.linear(&w, Some(&b)).sum(Kind::Float)], &[&x], false, false);
         assert!((&g[0] - &e[0]).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn fp32_goes_to_onednn_only_where_it_beats_mkl() {
+        let cpu = |vendor: &str, flags: &str| {
+            let text = format!("vendor_id\t: {vendor}\ncpu family\t: 25\nflags\t\t: {flags}\n");
+            crate::device::CpuFeatures::from_cpuinfo(&text)
+        };
+        let avx512 = "avx2 fma avx512f avx512bw avx512vl avx512dq";
+        // (inference, training)
+        assert_eq!(onednn_fp32_pays(&cpu("AuthenticAMD", "avx2 fma")), (false, false), "Zen 3");
+        assert_eq!(onednn_fp32_pays(&cpu("GenuineIntel", "avx2 fma")), (false, false), "Intel, AVX2 only");
+        assert_eq!(onednn_fp32_pays(&cpu("AuthenticAMD", avx512)), (true, true), "Zen 4 and 5");
+        assert_eq!(onednn_fp32_pays(&cpu("GenuineIntel", avx512)), (true, false), "Xeon");
+        // Not x86 (Arm: no MKL): oneDNN, as before.
+        assert_eq!(onednn_fp32_pays(&cpu("", "fp asimd sve")), (true, true), "Arm");
     }
 
     #[test]
