@@ -97,9 +97,11 @@ pub fn available() -> bool {
 /// once; training packs it at every step.
 fn onednn_fp32_pays(cpu: &crate::device::CpuFeatures) -> (bool, bool) {
     // An x86 CPU without AVX-512 (a Zen 3): both libraries have AVX2 kernels
-    // only, and MKL's, tuned per CPU, are the faster: fake-news inference at
-    // 28.0-30.3 texts/s on `linear` against 23.7-25.5 on oneDNN, training at
-    // 8.8-9.0 samples/s against 8.1-8.4.
+    // only, and MKL's, tuned per CPU, are the faster for inference: `evaluate`
+    // on the fake-news train.csv at 25.3-30.3 texts/s on `linear` against
+    // 22.7-25.5 on oneDNN in 6 interleaved pairs. Training is a wash there
+    // (6 pairs of 1-epoch runs: 7.2-9.0 samples/s against 7.1-8.4, means
+    // 7.90 and 7.73), so it takes the one path too.
     if cpu.is_x86() && !cpu.avx512_core() {
         return (false, false);
     }
