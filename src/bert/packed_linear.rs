@@ -9,7 +9,7 @@
 //! MKL is the faster, and every layer stays on `linear`
 //! ([`packs_for_inference`], [`trains`]).
 //! Inference reuses one set of weights for many batches, so [`PackedLinear`]
-//! packs them once. Training ([`linear`], where MKL lacks AVX-512: see
+//! packs them once. Training ([`linear`], on AMD CPUs with AVX-512: see
 //! [`trains`]) packs the weight at each step, which costs little beside the
 //! product, and has a backward of its own: the input's
 //! gradient on oneDNN too, the weight's on MKL (a product over every row of
@@ -121,7 +121,8 @@ fn fp32_pays() -> (bool, bool) {
 
 /// Whether [`linear`] serves a layer with this weight: fp32 on the CPU, where
 /// oneDNN's products beat MKL's even with the weight packed at every step
-/// (AMD CPUs with AVX-512, on which MKL keeps to its AVX2 kernels).
+/// (AMD CPUs with AVX-512, on which MKL keeps to its AVX2 kernels), and on
+/// CPUs that are not x86, where libtorch has no MKL.
 pub fn trains(weight: &Tensor) -> bool {
     fp32_pays().1 && available() && weight.device() == Device::Cpu && weight.kind() == Kind::Float
 }
