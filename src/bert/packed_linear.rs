@@ -166,7 +166,7 @@ pub struct PackedLinear {
 impl PackedLinear {
     /// Packs `weight` (`[out, in]`) with `bias` (`[out]`), both on the CPU in
     /// the same floating kind; `None` where packed layers are unavailable
-    /// for that kind (see [`packs_bf16`]) or the weight is elsewhere (a GPU).
+    /// for that kind (see `packs_bf16`) or the weight is elsewhere (a GPU).
     pub fn pack(weight: &Tensor, bias: &Tensor) -> Result<Option<PackedLinear>> {
         let kind_packs = match weight.kind() {
             Kind::Float => true,

@@ -5,7 +5,7 @@
 //! `roberta.*`, `classifier.out_proj.*`; `distilbert.*`, `pre_classifier.*`;
 //! ...). Checkpoints of the bare model have no prefix (`bert.`); old ones call
 //! LayerNorm parameters `gamma` and `beta`; pre-training ones carry heads we
-//! don't use ([`PRETRAINING_HEADS`], and RoBERTa's and ELECTRA's pooler, which
+//! don't use (`PRETRAINING_HEADS`, and RoBERTa's and ELECTRA's pooler, which
 //! their classifiers do not read). All of those load unchanged. What the checkpoint lacks must be exactly what is new for
 //! fine-tuning (the classifier, and BERT's pooler where a checkpoint was
 //! saved without one); anything else missing is an error.

@@ -254,7 +254,7 @@ pub struct Idx {
     pub data: Vec<u8>,
 }
 
-/// Parses IDX bytes (http://yann.lecun.com/exdb/mnist/): magic `00 00 08 D`
+/// Parses IDX bytes (<http://yann.lecun.com/exdb/mnist/>): magic `00 00 08 D`
 /// (unsigned bytes, `D` dimensions), `D` big-endian u32 sizes, then exactly
 /// their product of bytes. Anything else is refused with what is wrong.
 pub fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
