@@ -27,13 +27,15 @@ fn main() {
     compile_shims();
 }
 
-// The C++ shims (packed_linear.cpp, int8_linear.cpp, fused_optim.cpp, upload.cpp) reach libtorch
-// operators tch does not wrap, or calls it wraps only with a warning. They are
+// The C++ shims (attention.cpp, packed_linear.cpp, int8_linear.cpp,
+// fused_optim.cpp, upload.cpp) reach libtorch operators tch does not wrap, or
+// calls it wraps only with a warning, or run kernels of their own. They are
 // compiled against the headers of the libtorch torch-sys found (its `include`
 // beside `lib`), with the C++ ABI torch-sys uses (1 unless LIBTORCH_CXX11_ABI
 // says otherwise).
 fn compile_shims() {
-    const SHIMS: [&str; 4] = [
+    const SHIMS: [&str; 5] = [
+        "src/bert/attention.cpp",
         "src/bert/packed_linear.cpp",
         "src/bert/int8_linear.cpp",
         "src/train/fused_optim.cpp",
@@ -56,6 +58,12 @@ fn compile_shims() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is OpenMP in libtorch's headers: without the flag
+        // its loops run on one thread. The runtime is the libgomp.so.1 that
+        // libtorch loads (its own, found first beside it), so the shims share
+        // libtorch's thread pool.
+        .flag("-fopenmp")
         .files(SHIMS)
         .compile("hpcml_shims");
+    println!("cargo:rustc-link-arg=-l:libgomp.so.1");
 }

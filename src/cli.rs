@@ -173,7 +173,8 @@ fn install_panic_hook(prog: &str, cluster: &Cluster) {
 }
 
 /// Whether the environment switches a default measure off with `NAME=0`
-/// (`HPCML_SHARED_SUM`, `HPCML_HEAP_CACHE`, `HPCML_ONEDNN`: for comparisons).
+/// (`HPCML_SHARED_SUM`, `HPCML_HEAP_CACHE`, `HPCML_ONEDNN`, `HPCML_ATTENTION`: for
+/// comparisons).
 pub fn switched_off(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v.trim() == "0")
 }

@@ -1,8 +1,8 @@
-// What the C++ shims (src/bert/packed_linear.cpp, src/bert/int8_linear.cpp,
-// src/train/fused_optim.cpp, src/device/upload.cpp) share. C++ exceptions must
-// not cross into Rust, so each entry point runs its body through `guarded`,
-// which returns 0, or 1 with the exception's message (without C++ backtrace)
-// in `err`.
+// What the C++ shims (src/bert/attention.cpp, src/bert/packed_linear.cpp,
+// src/bert/int8_linear.cpp, src/train/fused_optim.cpp, src/device/upload.cpp)
+// share. C++ exceptions must not cross into Rust, so each entry point runs
+// its body through `guarded`, which returns 0, or 1 with the exception's
+// message (without C++ backtrace) in `err`.
 #pragma once
 
 #include <ATen/core/Tensor.h>

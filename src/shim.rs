@@ -1,7 +1,8 @@
-//! Calling the C++ shims (src/bert/packed_linear.cpp, src/train/fused_optim.cpp,
+//! Calling the C++ shims (src/bert/attention.cpp, src/bert/packed_linear.cpp,
+//! src/bert/int8_linear.cpp, src/train/fused_optim.cpp,
 //! src/device/upload.cpp): each entry point returns 0, or 1 with the C++
-//! exception's message in an `err` buffer (src/shim.h); these turn that
-//! into a `Result`.
+//! exception's message in an `err` buffer (src/shim.h); these turn that into
+//! a `Result`.
 
 use std::ffi::{c_char, c_int, CStr};
 

@@ -12,8 +12,10 @@
 //! [`source`] (the data directory, or one file split by class),
 //! [`class_folders`] (data sets whose folders or files name the classes),
 //! [`train`], [`predict`], [`export`], [`output`] (what rank 0 prints and writes),
-//! [`packed_linear`] (linear layers on oneDNN with packed weights).
+//! [`packed_linear`] (linear layers on oneDNN with packed weights),
+//! [`attention`] (attention for fp32 inference on x86 CPUs).
 
+pub mod attention;
 pub mod class_folders;
 pub mod columns;
 pub mod config;

@@ -27,6 +27,7 @@ use anyhow::Result;
 use tch::nn::{self, Init, LinearConfig};
 use tch::{Kind, Tensor};
 
+use super::attention;
 use super::config::{Activation, BertConfig, Family};
 use super::dropout::{Dropout, Site};
 use super::int8_linear::Int8Linear;
@@ -430,13 +431,18 @@ impl Layer {
             _ => (self.query.forward(&qc, prec)?, self.key.forward(&xc, prec)?, self.value.forward(&xc, prec)?),
         };
         let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
-        let ctx = if pass.dropout.is_on() && self.attn_dropout > 0.0 {
-            self.attention_with_dropout(&q, &k, &v, mask, pass, cls_only)?
+        let dropout = pass.dropout.is_on() && self.attn_dropout > 0.0;
+        let ctx = if !dropout && attention::serves(&q, &k, &v) {
+            attention::attend(&q, &k, &v, mask.attend.as_ref())?
         } else {
-            Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.attend.as_ref(), 0.0, false, None, false)?
+            let ctx = if dropout {
+                self.attention_with_dropout(&q, &k, &v, mask, pass, cls_only)?
+            } else {
+                Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.attend.as_ref(), 0.0, false, None, false)?
+            };
+            let s = ctx.size();
+            ctx.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?
         };
-        let s = ctx.size();
-        let ctx = ctx.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?;
         let a = self.attn_out.forward(&ctx, prec)?.f_to_kind(Kind::Float)?;
         let a = pass.dropout.apply(&a, self.attn_out_dropout, Site::AttentionOutput(self.index))?;
         let a = self.attn_ln.forward(&a.f_add(&queries_from)?)?;

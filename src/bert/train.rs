@@ -473,7 +473,8 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
     let ctx = StepContext { cluster, cfg, clf: &clf, params: &params, data: &data, pad_id: tokenizer.pad_id };
     let mut epoch_batches: Option<(usize, Vec<Vec<usize>>)> = None;
     let mut pending_loss: Option<(u64, Tensor)> = None;
-    // Validation and test in the training precision, on weights cast (and packed) once.
+    // Validation and test in the training precision, on weights cast once (and
+    // packed for oneDNN where that pays, see packed_linear::packs_for_inference).
     let inference = InferenceWeights::Cast(cfg.precision);
     while state.step < total {
         let step = state.step;
