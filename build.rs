@@ -55,6 +55,7 @@ fn compile_shims() {
         .pic(true)
         .warnings(false)
         .include(&include)
+        .include(asmjit_names())
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
@@ -66,4 +67,30 @@ fn compile_shims() {
         .files(SHIMS)
         .compile("hpcml_shims");
     println!("cargo:rustc-link-arg=-l:libgomp.so.1");
+}
+
+// int8_linear.cpp reads fbgemm's packed weights through libtorch's
+// fbgemm_utils.h, whose headers name asmjit's register types (in type aliases
+// of fbgemm's code generator, which the shim never uses) but which the wheel
+// does not ship. These two headers give the names and nothing else; every
+// fbgemm function the shim calls is libtorch's own.
+fn asmjit_names() -> std::path::PathBuf {
+    let Some(out) = std::env::var_os("OUT_DIR") else {
+        panic!("cargo did not set OUT_DIR");
+    };
+    let dir = std::path::PathBuf::from(out).join("asmjit-names");
+    let headers = [
+        (
+            "core.h",
+            "#pragma once\n#define ASMJIT_LIBRARY_MAKE_VERSION(major, minor, patch) (((major) << 16) | ((minor) << 8) | (patch))\n#define ASMJIT_LIBRARY_VERSION ASMJIT_LIBRARY_MAKE_VERSION(1, 0, 0)\n",
+        ),
+        ("x86.h", "#pragma once\nnamespace asmjit { namespace x86 { struct Xmm {}; struct Ymm {}; struct Zmm {}; } }\n"),
+    ];
+    for (name, text) in headers {
+        let path = dir.join("asmjit").join(name);
+        if let Err(e) = std::fs::create_dir_all(dir.join("asmjit")).and_then(|()| std::fs::write(&path, text)) {
+            panic!("writing {}: {e}", path.display());
+        }
+    }
+    dir
 }

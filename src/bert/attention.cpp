@@ -20,7 +20,6 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
@@ -94,14 +93,19 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Row `r` (`width` floats, a multiple of 8, -inf past the keys) plus `bias`
-// (null: none) becomes exp(r + bias - max); returns 1 / the row's sum, or 0
-// where every key is masked.
-__attribute__((target("avx2,fma"))) float softmax_row(float* r, const float* bias, int64_t width) {
+// Row `r` (`width` floats, a multiple of 8, -inf past `keys`) plus `bias`
+// (null: none; `keys` floats) becomes exp(r + bias - max); returns 1 / the
+// row's sum, or 0 where every key is masked.
+__attribute__((target("avx2,fma"))) float softmax_row(float* r, const float* bias, int64_t keys, int64_t width) {
   __m256 mx = _mm256_set1_ps(-INFINITY);
   for (int64_t j = 0; j < width; j += 8) {
     __m256 x = _mm256_loadu_ps(r + j);
-    if (bias != nullptr) x = _mm256_add_ps(x, _mm256_loadu_ps(bias + j));
+    if (bias != nullptr) {
+      // The bias ends at `keys`: the last chunk reads only that far.
+      const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(keys - j)),
+                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      x = _mm256_add_ps(x, j + 8 <= keys ? _mm256_loadu_ps(bias + j) : _mm256_maskload_ps(bias + j, lanes));
+    }
     _mm256_storeu_ps(r + j, x);
     mx = _mm256_max_ps(mx, x);
   }
@@ -122,6 +126,8 @@ __attribute__((target("avx2,fma"))) float softmax_row(float* r, const float* bia
 
 struct Shapes {
   int64_t batch, heads, queries, keys, dim;
+  // A row of scores: `keys` rounded up to whole 8-float vectors.
+  int64_t width;
   // Element strides of example and head in q, k, v; and of a row (token).
   int64_t q_b, q_h, q_r, k_b, k_h, k_r, v_b, v_h, v_r;
 };
@@ -130,7 +136,7 @@ struct Shapes {
 __attribute__((target("avx2,fma"))) void block(const Shapes& s, const float* q, const float* k, const float* v,
                                                const float* bias, float* out, float* scores, float* inv,
                                                int64_t b, int64_t h, int64_t row0, int64_t rows) {
-  const int64_t width = (s.keys + 7) / 8 * 8;
+  const int64_t width = s.width;
   const float* qb = q + b * s.q_b + h * s.q_h + row0 * s.q_r;
   const float* kb = k + b * s.k_b + h * s.k_h;
   const float* vb = v + b * s.v_b + h * s.v_h;
@@ -145,11 +151,11 @@ __attribute__((target("avx2,fma"))) void block(const Shapes& s, const float* q, 
     const int ldk = static_cast<int>(s.k_r), ldq = static_cast<int>(s.q_r), lds = static_cast<int>(width);
     sgemm()(&t, &n, &m, &cols, &depth, &scale, kb, &ldk, qb, &ldq, &zero, scores, &lds);
   }
-  const float* row_bias = bias == nullptr ? nullptr : bias + b * width;
+  const float* row_bias = bias == nullptr ? nullptr : bias + b * s.keys;
   for (int64_t i = 0; i < rows; ++i) {
     float* r = scores + i * width;
     std::fill(r + s.keys, r + width, -INFINITY);
-    inv[i] = softmax_row(r, row_bias, width);
+    inv[i] = softmax_row(r, row_bias, s.keys, width);
   }
   // The output rows, column-major [dim, rows] with the output's row stride,
   // are v^T p^T; then each row is divided by its sum.
@@ -172,7 +178,7 @@ at::Tensor attend(const at::Tensor& q0, const at::Tensor& k0, const at::Tensor& 
     return x.stride(3) == 1 ? x : x.contiguous();
   };
   const at::Tensor q = last_dim_dense(q0), k = last_dim_dense(k0), v = last_dim_dense(v0);
-  Shapes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3),
+  Shapes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), (k.size(2) + 7) / 8 * 8,
            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
            v.stride(0), v.stride(1), v.stride(2)};
   TORCH_CHECK(k.sizes() == v.sizes() && k.size(0) == s.batch && k.size(1) == s.heads && k.size(3) == s.dim,
@@ -180,13 +186,11 @@ at::Tensor attend(const at::Tensor& q0, const at::Tensor& k0, const at::Tensor& 
   for (int64_t x : {s.q_r, s.k_r, s.v_r, s.keys, s.heads * s.dim, s.keys + 8}) {
     TORCH_CHECK(x <= INT_MAX, "attention: a dimension or stride is past BLAS's 32-bit range");
   }
-  const int64_t width = (s.keys + 7) / 8 * 8;
-  // The mask as one padded row of `width` per example.
   at::Tensor bias;
   if (key_bias != nullptr) {
     TORCH_CHECK(key_bias->numel() == s.batch * s.keys && key_bias->scalar_type() == at::kFloat,
                 "attention: the mask must hold one fp32 value per example and key");
-    bias = at::constant_pad_nd(key_bias->reshape({s.batch, s.keys}), {0, width - s.keys}, 0.0).contiguous();
+    bias = key_bias->reshape({s.batch, s.keys}).contiguous();
   }
   at::Tensor out = at::empty({s.batch, s.queries, s.heads * s.dim}, q.options());
   const int64_t blocks_per_head = (s.queries + kRows - 1) / kRows;
@@ -197,7 +201,7 @@ at::Tensor attend(const at::Tensor& q0, const at::Tensor& k0, const at::Tensor& 
     // Each block's products are small: one thread each, or MKL would start
     // a team of its own inside this one at every call.
     const int before = set_local_threads() != nullptr ? set_local_threads()(1) : 0;
-    std::vector<float> scores(std::min(kRows, s.queries) * width), inv(kRows);
+    std::vector<float> scores(std::min(kRows, s.queries) * s.width), inv(kRows);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t bh = u / blocks_per_head, row0 = (u % blocks_per_head) * kRows;
       block(s, qp, kp, vp, bp, op, scores.data(), inv.data(), bh / s.heads, bh % s.heads, row0,

@@ -1,13 +1,14 @@
 //! Linear layers with int8 weights, for inference on the CPU (`--int8`):
 //! PyTorch's dynamic quantization (`quantize_dynamic`, the recipe of its BERT
 //! quantization tutorial) on libtorch's fbgemm kernels. Weights are quantized
-//! once per output channel; each batch's activations are quantized on the fly;
-//! the result is fp32. On a CPU without AVX-512 the int8 products run about
+//! once per output channel; activations are quantized on the fly, each text
+//! over its own range (not one per batch as PyTorch does); the result is fp32. On a CPU without AVX-512 the int8 products run about
 //! twice as many multiply-adds per cycle as fp32's, which fp32 inference
 //! cannot get from anywhere else there (see int8_linear.cpp beside this file).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -27,6 +28,8 @@ extern "C" {
     fn hpcml_int8_linear(
         x: *const C_tensor,
         packed: *const c_void,
+        lengths: *const C_tensor,
+        per_text: c_int,
         out: *mut *mut C_tensor,
         err: *mut c_char,
         err_len: usize,
@@ -53,6 +56,14 @@ pub fn unavailable(device: Device) -> Option<String> {
         );
     }
     None
+}
+
+/// Whether activations are quantized text by text (see int8_linear.cpp), read
+/// once; `HPCML_INT8_PER_TEXT=0` gives PyTorch's one range per batch, for
+/// comparisons.
+fn per_text() -> bool {
+    static PER_TEXT: OnceLock<bool> = OnceLock::new();
+    *PER_TEXT.get_or_init(|| !crate::cli::switched_off("HPCML_INT8_PER_TEXT"))
 }
 
 /// A `[out, in]` fp32 weight and its bias, quantized and packed for fbgemm.
@@ -82,11 +93,16 @@ impl Int8Linear {
         }
     }
 
-    /// `x W^T + b` over the last dimension of `x` (fp32 in, fp32 out).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x W^T + b` over the last dimension of `x` (fp32 in, fp32 out). Each
+    /// example of a `[batch, len, in]` input is quantized on its own, over
+    /// its first `lengths[b]` rows (int64 `[batch]`; `None`: all of them);
+    /// its other rows come out zero.
+    pub fn forward(&self, x: &Tensor, lengths: Option<&Tensor>) -> Result<Tensor> {
+        let lengths = lengths.map_or(std::ptr::null(), |l| l.as_ptr());
+        let per_text = c_int::from(per_text());
         new_tensor("int8 linear", |out, err, len| {
-            // SAFETY: `x` and the packed weight are live for the call.
-            unsafe { hpcml_int8_linear(x.as_ptr(), self.packed.as_ptr(), out, err, len) }
+            // SAFETY: `x`, `lengths` (or null) and the packed weight are live for the call.
+            unsafe { hpcml_int8_linear(x.as_ptr(), self.packed.as_ptr(), lengths, per_text, out, err, len) }
         })
     }
 }
@@ -116,11 +132,11 @@ mod tests {
         let layer = Int8Linear::pack(&w, &b).unwrap();
         let x = Tensor::randn([3, 7, 96], opts);
         for input in [x.shallow_clone(), x.narrow(1, 0, 1)] {
-            let got = layer.forward(&input).unwrap();
+            let got = layer.forward(&input, None).unwrap();
             let want = input.linear(&w, Some(&b));
             assert_eq!(got.size(), want.size());
             assert_eq!(got.kind(), Kind::Float);
-            // 7-bit activations (a step of 1/64 of the batch's largest value)
+            // 7-bit activations (a step of 1/64 of an example's largest value)
             // keep the outputs within about 2% of their size.
             let err = (&got - &want).norm().double_value(&[]) / want.norm().double_value(&[]);
             assert!(err < 0.03, "int8 outputs are off by {err} relative");
@@ -128,10 +144,42 @@ mod tests {
             assert!(same > 0.0, "int8 gave exactly fp32's outputs: not quantized");
         }
         // The smallest row's outputs too (a per-tensor scale would flatten them).
-        let small = layer.forward(&x).unwrap().select(2, 0);
+        let small = layer.forward(&x, None).unwrap().select(2, 0);
         let want = x.linear(&w, Some(&b)).select(2, 0);
         let diff = (&small - &want).abs().max().double_value(&[]);
         assert!(diff < 0.02, "the smallest channel is off by {diff}");
+    }
+
+    #[test]
+    fn each_text_is_quantized_over_its_own_tokens() {
+        if unavailable(Device::Cpu).is_some() || !per_text() {
+            return;
+        }
+        tch::manual_seed(5);
+        let opts = (Kind::Float, Device::Cpu);
+        let (w, b) = (Tensor::randn([40, 24], opts) * 0.1, Tensor::randn([40], opts));
+        let layer = Int8Linear::pack(&w, &b).unwrap();
+        // Text 0 of 3 tokens (then 2 rows of padding holding large values);
+        // text 1 of 5 tokens ten times larger than text 0's.
+        let small = Tensor::randn([1, 3, 24], opts);
+        let x = Tensor::cat(
+            &[
+                Tensor::cat(&[&small, &(Tensor::ones([1, 2, 24], opts) * 50.0)], 1),
+                Tensor::randn([1, 5, 24], opts) * 10.0,
+            ],
+            0,
+        );
+        let lengths = Tensor::from_slice(&[3i64, 5]);
+        let got = layer.forward(&x, Some(&lengths)).unwrap();
+        // Alone, text 0 is one example (its rows shared among the threads):
+        // the same bits, whatever its padding and its neighbour hold.
+        let alone = layer.forward(&small, None).unwrap();
+        assert!(got.narrow(0, 0, 1).narrow(1, 0, 3).equal(&alone), "text 0 depends on its batch");
+        assert!(got.narrow(0, 0, 1).narrow(1, 3, 2).eq(0.0).all().int64_value(&[]) == 1, "padding rows are not zero");
+        // And within 7-bit steps of text 0's own range, not text 1's.
+        let want = small.linear(&w, Some(&b));
+        let err = (&alone - &want).norm().double_value(&[]) / want.norm().double_value(&[]);
+        assert!(err < 0.03, "text 0 is off by {err} relative");
     }
 
     #[test]
@@ -141,7 +189,7 @@ mod tests {
         }
         let opts = (Kind::Float, Device::Cpu);
         let layer = Int8Linear::pack(&Tensor::ones([8, 4], opts), &Tensor::zeros([8], opts)).unwrap();
-        let err = layer.forward(&Tensor::ones([2, 5], opts)).unwrap_err();
+        let err = layer.forward(&Tensor::ones([2, 5], opts), None).unwrap_err();
         assert!(err.to_string().starts_with("int8 linear:"), "{err}");
         assert!(!err.to_string().contains("Exception raised from"), "{err}");
         assert!(

@@ -108,9 +108,16 @@ impl Linear {
 
     /// `x W^T + b` with inputs in the compute precision; the result stays in it.
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        self.forward_texts(x, precision, None)
+    }
+
+    /// [`Linear::forward`] over `[batch, len, in]` texts whose first
+    /// `lengths` (see [`Masks`]) rows are tokens: int8 layers quantize each
+    /// text over those alone.
+    fn forward_texts(&self, x: &Tensor, precision: Precision, lengths: Option<&Tensor>) -> Result<Tensor> {
         match &self.packed {
             Some(Packed::OneDnn(p)) => return p.forward(&precision.cast(x), Fused::None),
-            Some(Packed::Int8(q)) => return q.forward(x),
+            Some(Packed::Int8(q)) => return q.forward(x, lengths),
             None => {}
         }
         if precision == Precision::Fp32 && packed_linear::trains(&self.ws) {
@@ -121,7 +128,13 @@ impl Linear {
 
     /// `act(x W^T + b)`, the activation fused into the product where the
     /// weights are packed.
-    fn forward_act(&self, x: &Tensor, precision: Precision, act: Activation) -> Result<Tensor> {
+    fn forward_act(
+        &self,
+        x: &Tensor,
+        precision: Precision,
+        act: Activation,
+        lengths: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let fused = match act {
             Activation::Gelu => Some(Fused::Gelu),
             Activation::GeluTanh => Some(Fused::GeluTanh),
@@ -130,7 +143,7 @@ impl Linear {
         };
         match (&self.packed, fused) {
             (Some(Packed::OneDnn(p)), Some(f)) => p.forward(&precision.cast(x), f),
-            _ => activate(&self.forward(x, precision)?, act),
+            _ => activate(&self.forward_texts(x, precision, lengths)?, act),
         }
     }
 
@@ -418,17 +431,22 @@ impl Layer {
     /// which is all the classifier reads from the last layer.
     fn forward(&self, x: &Tensor, mask: &Masks, pass: &Pass, cls_only: bool) -> Result<Tensor> {
         let prec = pass.precision;
+        let lengths = mask.lengths.as_ref();
         let queries_from = if cls_only { x.f_narrow(1, 0, 1)? } else { x.shallow_clone() };
         // Cast once for the three projections.
         let xc = prec.cast(x);
         let qc = if cls_only { xc.f_narrow(1, 0, 1)? } else { xc.shallow_clone() };
         let (q, k, v) = match (&self.qkv, cls_only) {
             (Some(qkv), false) => {
-                let y = qkv.forward(&xc, prec)?;
+                let y = qkv.forward_texts(&xc, prec, lengths)?;
                 let h = self.heads * self.head_dim;
                 (y.f_narrow(2, 0, h)?, y.f_narrow(2, h, h)?, y.f_narrow(2, 2 * h, h)?)
             }
-            _ => (self.query.forward(&qc, prec)?, self.key.forward(&xc, prec)?, self.value.forward(&xc, prec)?),
+            _ => (
+                self.query.forward_texts(&qc, prec, lengths)?,
+                self.key.forward_texts(&xc, prec, lengths)?,
+                self.value.forward_texts(&xc, prec, lengths)?,
+            ),
         };
         let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
         let dropout = pass.dropout.is_on() && self.attn_dropout > 0.0;
@@ -443,11 +461,11 @@ impl Layer {
             let s = ctx.size();
             ctx.f_transpose(1, 2)?.f_reshape([s[0], s[2], s[1] * s[3]])?
         };
-        let a = self.attn_out.forward(&ctx, prec)?.f_to_kind(Kind::Float)?;
+        let a = self.attn_out.forward_texts(&ctx, prec, lengths)?.f_to_kind(Kind::Float)?;
         let a = pass.dropout.apply(&a, self.attn_out_dropout, Site::AttentionOutput(self.index))?;
         let a = self.attn_ln.forward(&a.f_add(&queries_from)?)?;
-        let i = self.intermediate.forward_act(&a, prec, self.act)?;
-        let o = self.output.forward(&i, prec)?.f_to_kind(Kind::Float)?;
+        let i = self.intermediate.forward_act(&a, prec, self.act, lengths)?;
+        let o = self.output.forward_texts(&i, prec, lengths)?.f_to_kind(Kind::Float)?;
         let o = pass.dropout.apply(&o, self.ffn_out_dropout, Site::FeedForwardOutput(self.index))?;
         self.out_ln.forward(&o.f_add(&a)?)
     }
@@ -522,6 +540,10 @@ struct Masks {
     /// `[batch * heads, 1, len]`, 0 where a token is, -inf on padding, in the
     /// compute precision: one row per (example, head), as a batched product's bias.
     additive: Tensor,
+    /// Per text of a padded CPU batch, how many rows hold its tokens (int64
+    /// `[batch]`, up to its last token), for int8 layers, which quantize each
+    /// text over its own tokens; `None` where no text is padded.
+    lengths: Option<Tensor>,
 }
 
 impl Masks {
@@ -534,7 +556,14 @@ impl Masks {
         // should not; there the mask always goes to the kernel.
         let unpadded = mask.device() == tch::Device::Cpu && keep.f_all()?.f_int64_value(&[])? == 1;
         let additive = bias.f_expand([s[0], heads, 1, s[1]], false)?.f_reshape([s[0] * heads, 1, s[1]])?;
-        Ok(Masks { attend: (!unpadded).then_some(bias), additive })
+        let lengths = match mask.device() == tch::Device::Cpu && !unpadded {
+            true => {
+                let positions = Tensor::f_arange_start(1, s[1] + 1, (Kind::Int64, mask.device()))?;
+                Some(mask.f_to_kind(Kind::Int64)?.f_mul(&positions)?.f_amax([1].as_slice(), false)?)
+            }
+            false => None,
+        };
+        Ok(Masks { attend: (!unpadded).then_some(bias), additive, lengths })
     }
 }
 
@@ -748,6 +777,30 @@ mod tests {
             let got = int8.logits(&batch, &Pass::eval(Precision::Fp32)).unwrap();
             assert!(max_diff(&fp32, &got) < 0.05, "int8 logits differ by {}", max_diff(&fp32, &got));
         }
+    }
+
+    #[test]
+    fn int8_results_of_a_text_do_not_depend_on_its_batch() {
+        if super::super::int8_linear::unavailable(tch::Device::Cpu).is_some() {
+            return;
+        }
+        let (_vs, model) = small_model(&BertConfig::from_json(SMALL).unwrap(), 5, 2);
+        let int8 = model.for_inference(InferenceWeights::Int8).unwrap().unwrap();
+        let _guard = tch::no_grad_guard();
+        let pass = Pass::eval(Precision::Fp32);
+        let (alone, beside) =
+            (batch(&[2, 17, 45, 3], 1), batch(&[2, 17, 45, 3, 0, 0, 0, 0, 2, 61, 88, 7, 5, 90, 33, 3], 2));
+        // Beside a longer text, padded: each text keeps its own activation
+        // range, so only fp32 rounding in attention and LayerNorm differs
+        // (one range per batch moves these hidden states by about 1e-3).
+        let want = int8.hidden_states(&alone, &pass).unwrap();
+        let got = int8.hidden_states(&beside, &pass).unwrap().narrow(0, 0, 1).narrow(1, 0, 4);
+        let diff = want.f_sub(&got).unwrap().abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "a text's int8 hidden states moved by {diff} with its batch");
+        let want = int8.logits(&alone, &pass).unwrap();
+        let got = int8.logits(&beside, &pass).unwrap().narrow(0, 0, 1);
+        let diff = want.f_sub(&got).unwrap().abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "a text's int8 logits moved by {diff} with its batch");
     }
 
     #[test]

@@ -352,13 +352,18 @@ fn shorten(text: &str, max: usize) -> String {
 
 pub fn evaluate_lines(run: &EvaluateRun) -> Vec<String> {
     let mut out = vec![format!(
-        "Evaluated {} on {} ({} rows{}) in {:.2} s ({:.1} texts/s)",
+        "Evaluated {} on {} ({} rows{}) in {:.2} s ({:.1} texts/s){}",
         run.model,
         run.file.display(),
         run.evaluation.rows,
         if run.skipped_rows > 0 { format!(", {} malformed rows skipped", run.skipped_rows) } else { String::new() },
         run.seconds,
-        run.texts_per_second
+        run.texts_per_second,
+        if run.prepare_seconds >= 0.005 {
+            format!(", after {:.2} s preparing the weights", run.prepare_seconds)
+        } else {
+            String::new()
+        }
     )];
     if run.labels_by_id {
         let ids: Vec<String> = run.labels.iter().enumerate().map(|(i, n)| format!("{i}={n}")).collect();

@@ -16,7 +16,7 @@ use super::class_folders::ClassSet;
 use super::config::BertConfig;
 use super::data::{self, Column, Columns, Encoded, Labels, Split};
 use super::hub::{self, ModelFiles};
-use super::model::{self, InferenceWeights, Pass};
+use super::model::{self, BertClassifier, InferenceWeights, Pass};
 use super::tokenize::TextTokenizer;
 use super::{weights, Classifier};
 use crate::bail_usage;
@@ -62,27 +62,45 @@ fn max_len(clf: &Classifier) -> usize {
     clf.model.config.max_tokens().clamp(1, 128) as usize
 }
 
+/// A classifier with its weights prepared for inference once
+/// ([`BertClassifier::for_inference`]: cast, packed or quantized), as a
+/// Python user's model is loaded and quantized before it runs.
+pub struct Prepared<'a> {
+    clf: &'a Classifier,
+    copy: Option<BertClassifier>,
+    precision: Precision,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(clf: &'a Classifier, weights: InferenceWeights) -> Result<Prepared<'a>> {
+        let _guard = tch::no_grad_guard();
+        Ok(Prepared { clf, copy: clf.model.for_inference(weights)?, precision: weights.precision() })
+    }
+
+    fn model(&self) -> &BertClassifier {
+        self.copy.as_ref().unwrap_or(&self.clf.model)
+    }
+}
+
 /// Evaluates `model` on `set` over all ranks; every rank gets the totals.
 pub fn evaluate(
     cluster: &Cluster,
-    clf: &Classifier,
+    model: &Prepared,
     set: &Encoded,
     pad_id: i64,
     batch_size: usize,
-    weights: InferenceWeights,
 ) -> Result<Evaluation> {
-    let device = clf.vs.device();
-    let classes = clf.model.num_labels as usize;
+    let device = model.clf.vs.device();
+    let classes = model.clf.model.num_labels as usize;
     let multi = set.is_multi_label();
     let mut confusion = ConfusionMatrix::new(if multi { 0 } else { classes });
     let mut labelled = MultiLabelCounts::new(if multi { classes } else { 0 });
     let mut loss_sum = 0.0f64;
     {
         let _guard = tch::no_grad_guard();
-        let pass = Pass::eval(weights.precision());
-        let cast = clf.model.for_inference(weights)?;
-        let model = cast.as_ref().unwrap_or(&clf.model);
-        for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, max_len(clf)), cluster) {
+        let pass = Pass::eval(model.precision);
+        let (limit, model) = (max_len(model.clf), model.model());
+        for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, limit), cluster) {
             let batch = set.batch(&rows, pad_id, device)?;
             let labels = set.labels_of(&rows, device)?;
             let logits = model.logits(&batch, &pass)?;
@@ -119,22 +137,20 @@ pub fn evaluate(
 /// Class logits of every row (in row order), on every rank.
 pub fn logits(
     cluster: &Cluster,
-    clf: &Classifier,
+    model: &Prepared,
     ids: &[Vec<u32>],
     pad_id: i64,
     batch_size: usize,
-    weights: InferenceWeights,
 ) -> Result<Vec<Vec<f32>>> {
-    let device = clf.vs.device();
-    let classes = clf.model.num_labels as usize;
+    let device = model.clf.vs.device();
+    let classes = model.clf.model.num_labels as usize;
     let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
     let mut flat = vec![0f32; ids.len() * classes];
     {
         let _guard = tch::no_grad_guard();
-        let pass = Pass::eval(weights.precision());
-        let cast = clf.model.for_inference(weights)?;
-        let model = cast.as_ref().unwrap_or(&clf.model);
-        for rows in my_batches(data::eval_batches(&lengths, batch_size, max_len(clf)), cluster) {
+        let pass = Pass::eval(model.precision);
+        let (limit, model) = (max_len(model.clf), model.model());
+        for rows in my_batches(data::eval_batches(&lengths, batch_size, limit), cluster) {
             let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;
             let out = model.logits(&batch, &pass)?.f_to_device(Device::Cpu)?;
             let probs: Vec<f32> = Vec::<f32>::try_from(out.f_flatten(0, -1)?)?;
@@ -320,6 +336,9 @@ pub struct PredictRun {
     #[serde(default)]
     pub int8: bool,
     pub ranks: usize,
+    /// Preparing the weights for inference (cast, packed, quantized), before `seconds`.
+    #[serde(default)]
+    pub prepare_seconds: f64,
     pub seconds: f64,
     pub texts_per_second: f64,
     pub predictions: Vec<Prediction>,
@@ -368,9 +387,9 @@ pub fn predict(
         true => loaded.tokenizer.encode(&texts)?,
         false => loaded.tokenizer.encode_pairs(&texts, &pairs)?,
     };
-    let (logits, seconds) = timed(cluster, &dev, || {
-        logits(cluster, &loaded.clf, &ids, loaded.tokenizer.pad_id, cfg.batch_size, cfg.weights())
-    })?;
+    let (model, prepare_seconds) = timed(cluster, &dev, || Prepared::new(&loaded.clf, cfg.weights()))?;
+    let (logits, seconds) =
+        timed(cluster, &dev, || logits(cluster, &model, &ids, loaded.tokenizer.pad_id, cfg.batch_size))?;
     if !cluster.is_root() {
         return Ok(None);
     }
@@ -389,6 +408,7 @@ pub fn predict(
         precision: cfg.precision,
         int8: cfg.int8,
         ranks: cluster.size(),
+        prepare_seconds,
         seconds,
         texts_per_second: predictions.len() as f64 / seconds.max(1e-9),
         predictions,
@@ -429,6 +449,9 @@ pub struct EvaluateRun {
     #[serde(default)]
     pub int8: bool,
     pub ranks: usize,
+    /// Preparing the weights for inference (cast, packed, quantized), before `seconds`.
+    #[serde(default)]
+    pub prepare_seconds: f64,
     pub seconds: f64,
     pub texts_per_second: f64,
     pub evaluation: Evaluation,
@@ -472,9 +495,9 @@ pub fn evaluate_file(
             (Encoded { ids, labels, sets: Vec::new() }, labels_by_id)
         }
     };
-    let (ev, seconds) = timed(cluster, &dev, || {
-        evaluate(cluster, &loaded.clf, &set, loaded.tokenizer.pad_id, cfg.batch_size, cfg.weights())
-    })?;
+    let (model, prepare_seconds) = timed(cluster, &dev, || Prepared::new(&loaded.clf, cfg.weights()))?;
+    let (ev, seconds) =
+        timed(cluster, &dev, || evaluate(cluster, &model, &set, loaded.tokenizer.pad_id, cfg.batch_size))?;
     if !cluster.is_root() {
         return Ok(None);
     }
@@ -490,6 +513,7 @@ pub fn evaluate_file(
         precision: cfg.precision,
         int8: cfg.int8,
         ranks: cluster.size(),
+        prepare_seconds,
         seconds,
         texts_per_second: split.len() as f64 / seconds.max(1e-9),
         evaluation: ev,

@@ -510,8 +510,8 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
             let mut sums = [state.running_loss];
             dp.sum_metrics(&mut sums);
             let train_loss = sums[0] / state.steps_since_eval.max(1) as f64;
-            let valid =
-                predict::evaluate(cluster, &clf, &data.valid, tokenizer.pad_id, cfg.eval_batch_size, inference)?;
+            let model = predict::Prepared::new(&clf, inference)?;
+            let valid = predict::evaluate(cluster, &model, &data.valid, tokenizer.pad_id, cfg.eval_batch_size)?;
             state.history.global_steps.push(state.step);
             state.history.train_loss.push(train_loss);
             state.history.valid_loss.push(valid.loss);
@@ -575,12 +575,15 @@ pub fn run(cluster: &Cluster, cfg: &TrainConfig, sink: &mut dyn Sink) -> Result<
         }
     };
     sink.event(Event::Testing { set: test_name, rows: test_set.len(), missing: missing.as_deref() });
+    // Prepared before the clock starts, as the Python side loads its best
+    // weights before it times the test set.
+    let model = predict::Prepared::new(&clf, inference)?;
     cluster.barrier();
     let t0 = cluster.wtime();
-    let test = predict::evaluate(cluster, &clf, test_set, tokenizer.pad_id, cfg.eval_batch_size, inference)?;
+    let test = predict::evaluate(cluster, &model, test_set, tokenizer.pad_id, cfg.eval_batch_size)?;
     let test_predictions = match &data.unlabelled_test {
         Some(u) => {
-            let logits = predict::logits(cluster, &clf, &u.ids, tokenizer.pad_id, cfg.eval_batch_size, inference)?;
+            let logits = predict::logits(cluster, &model, &u.ids, tokenizer.pad_id, cfg.eval_batch_size)?;
             Some(TestPredictions::new(&u.split, &logits, data.labels.multi))
         }
         None => None,
