@@ -101,10 +101,14 @@ __attribute__((target("avx2,fma"))) float softmax_row(float* r, const float* bia
   for (int64_t j = 0; j < width; j += 8) {
     __m256 x = _mm256_loadu_ps(r + j);
     if (bias != nullptr) {
-      // The bias ends at `keys`: the last chunk reads only that far.
-      const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(keys - j)),
-                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-      x = _mm256_add_ps(x, j + 8 <= keys ? _mm256_loadu_ps(bias + j) : _mm256_maskload_ps(bias + j, lanes));
+      if (j + 8 <= keys) {
+        x = _mm256_add_ps(x, _mm256_loadu_ps(bias + j));
+      } else {
+        // The bias ends at `keys`: the last chunk reads only that far.
+        const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(keys - j)),
+                                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        x = _mm256_add_ps(x, _mm256_maskload_ps(bias + j, lanes));
+      }
     }
     _mm256_storeu_ps(r + j, x);
     mx = _mm256_max_ps(mx, x);

@@ -23,7 +23,7 @@
 //! output and feed-forward for `[CLS]` alone: the same logits, and about a
 //! sixth less work for a 6-layer model.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tch::nn::{self, Init, LinearConfig};
 use tch::{Kind, Tensor};
 
@@ -104,6 +104,10 @@ impl Linear {
         let l = nn::linear(p, input, output, cfg);
         let bs = l.bs.unwrap_or_else(|| Tensor::zeros([output], (Kind::Float, tch::Device::Cpu)));
         Linear { ws: l.ws, bs, packed: None }
+    }
+
+    fn is_int8(&self) -> bool {
+        matches!(self.packed, Some(Packed::Int8(_)))
     }
 
     /// `x W^T + b` with inputs in the compute precision; the result stays in it.
@@ -287,11 +291,20 @@ struct Layer {
     /// After the feed-forward output: BERT's hidden dropout, none in ALBERT.
     ffn_out_dropout: f64,
     attn_dropout: f64,
-    /// For inference: query, key and value as one product `[3 * hidden,
-    /// hidden]`, which reads the input once (and with `--int8` quantizes it
-    /// once) where three products would each read it. `None` in training, and
-    /// in a last layer that projects queries for `[CLS]` alone.
-    qkv: Option<Linear>,
+    /// For inference, the projections of the whole input as one product;
+    /// `None` in training.
+    fused: Option<FusedProjection>,
+}
+
+/// Projections that read the same input, as one product: it reads the input
+/// once (and with `--int8` quantizes it once) where separate products would
+/// each read it.
+enum FusedProjection {
+    /// Query, key and value, `[3 * hidden, hidden]`.
+    Qkv(Linear),
+    /// Key and value, `[2 * hidden, hidden]`: a last layer, whose queries are
+    /// projected for `[CLS]` alone.
+    Kv(Linear),
 }
 
 /// A layer's parts under `encoder.layer.N` (BERT, RoBERTa, ELECTRA): query, key, value,
@@ -362,7 +375,7 @@ impl Layer {
             attn_out_dropout: if distil { 0.0 } else { c.hidden_dropout_prob },
             ffn_out_dropout: if c.family() == Family::Albert { 0.0 } else { c.hidden_dropout_prob },
             attn_dropout: c.attention_probs_dropout_prob,
-            qkv: None,
+            fused: None,
         }
     }
 
@@ -379,33 +392,28 @@ impl Layer {
             intermediate: self.intermediate.shallow(),
             output: self.output.shallow(),
             out_ln: self.out_ln.shallow(),
-            qkv: None,
+            fused: None,
             ..*self
         }
     }
 
     /// The layer for inference (see [`Linear::for_inference`]), the rest
-    /// shared; with `fuse_qkv`, its query, key and value as one product.
-    fn for_inference(&self, weights: InferenceWeights, fuse_qkv: bool) -> Result<Layer> {
-        let qkv = if fuse_qkv {
-            let parts = [&self.query, &self.key, &self.value];
-            let fused = Linear {
-                ws: Tensor::f_cat(&parts.map(|l| &l.ws), 0)?,
-                bs: Tensor::f_cat(&parts.map(|l| &l.bs), 0)?,
-                packed: None,
-            };
-            Some(fused.for_inference(weights)?)
-        } else {
-            None
-        };
-        // Fused, the three stay as they are for a `[CLS]`-only pass, which
-        // only a last layer runs.
-        let separate = |l: &Linear| if fuse_qkv { Ok(l.shallow()) } else { l.for_inference(weights) };
+    /// shared, with its query, key and value as one product; a `last` layer,
+    /// which classification runs for `[CLS]`'s queries alone, fuses key and
+    /// value only.
+    fn for_inference(&self, weights: InferenceWeights, last: bool) -> Result<Layer> {
+        let all = [&self.query, &self.key, &self.value];
+        let parts = if last { &all[1..] } else { &all[..] };
+        let cat = |part: fn(&Linear) -> &Tensor| Tensor::f_cat(&parts.iter().map(|l| part(l)).collect::<Vec<_>>(), 0);
+        let product = Linear { ws: cat(|l| &l.ws)?, bs: cat(|l| &l.bs)?, packed: None }.for_inference(weights)?;
+        let fused = if last { FusedProjection::Kv(product) } else { FusedProjection::Qkv(product) };
+        // The separate ones serve passes the fused product does not (a
+        // `[CLS]`-only pass of a layer that fused its query).
         Ok(Layer {
             index: self.index,
-            query: separate(&self.query)?,
-            key: separate(&self.key)?,
-            value: separate(&self.value)?,
+            query: if last { self.query.for_inference(weights)? } else { self.query.shallow() },
+            key: self.key.shallow(),
+            value: self.value.shallow(),
             attn_out: self.attn_out.for_inference(weights)?,
             attn_ln: self.attn_ln.shallow(),
             intermediate: self.intermediate.for_inference(weights)?,
@@ -417,7 +425,7 @@ impl Layer {
             attn_out_dropout: self.attn_out_dropout,
             ffn_out_dropout: self.ffn_out_dropout,
             attn_dropout: self.attn_dropout,
-            qkv,
+            fused: Some(fused),
         })
     }
 
@@ -436,11 +444,15 @@ impl Layer {
         // Cast once for the three projections.
         let xc = prec.cast(x);
         let qc = if cls_only { xc.f_narrow(1, 0, 1)? } else { xc.shallow_clone() };
-        let (q, k, v) = match (&self.qkv, cls_only) {
-            (Some(qkv), false) => {
+        let h = self.heads * self.head_dim;
+        let (q, k, v) = match (&self.fused, cls_only) {
+            (Some(FusedProjection::Qkv(qkv)), false) => {
                 let y = qkv.forward_texts(&xc, prec, lengths)?;
-                let h = self.heads * self.head_dim;
                 (y.f_narrow(2, 0, h)?, y.f_narrow(2, h, h)?, y.f_narrow(2, 2 * h, h)?)
+            }
+            (Some(FusedProjection::Kv(kv)), _) => {
+                let y = kv.forward_texts(&xc, prec, lengths)?;
+                (self.query.forward_texts(&qc, prec, lengths)?, y.f_narrow(2, 0, h)?, y.f_narrow(2, h, h)?)
             }
             _ => (
                 self.query.forward_texts(&qc, prec, lengths)?,
@@ -502,7 +514,8 @@ impl Layer {
         // -inf, which the compute precision holds exactly.
         let q3 = q.f_reshape([heads, qs[2], qs[3]])?;
         let kt = k.f_reshape([heads, keys, qs[3]])?.f_transpose(1, 2)?;
-        let scores = mask.additive.f_baddbmm(&q3, &kt, 1.0, scale)?;
+        let additive = mask.additive.as_ref().context("attention with dropout needs its additive mask")?;
+        let scores = additive.f_baddbmm(&q3, &kt, 1.0, scale)?;
         let probs = scores.f_view([qs[0], qs[1], qs[2], keys])?.f_softmax(-1, Kind::Float)?;
         let rows: Vec<i64> = if cls_only { vec![0] } else { Vec::new() };
         let probs = pass.dropout.apply_attention(&probs, self.attn_dropout, Site::AttentionProbs(self.index), &rows)?;
@@ -537,17 +550,19 @@ struct Masks {
     /// padding, in the compute precision (an additive mask runs faster there
     /// than a boolean one, which the kernel would convert at every layer).
     attend: Option<Tensor>,
-    /// `[batch * heads, 1, len]`, 0 where a token is, -inf on padding, in the
-    /// compute precision: one row per (example, head), as a batched product's bias.
-    additive: Tensor,
-    /// Per text of a padded CPU batch, how many rows hold its tokens (int64
-    /// `[batch]`, up to its last token), for int8 layers, which quantize each
-    /// text over its own tokens; `None` where no text is padded.
+    /// For training's attention with dropout: `[batch * heads, 1, len]`, 0
+    /// where a token is, -inf on padding, in the compute precision, one row
+    /// per (example, head), as a batched product's bias. `None` without dropout.
+    additive: Option<Tensor>,
+    /// For int8 layers, which quantize each text over its own tokens: per text
+    /// of a padded CPU batch, how many rows hold its tokens (int64 `[batch]`,
+    /// up to its last token). `None` where no text is padded, or no layer is int8.
     lengths: Option<Tensor>,
 }
 
 impl Masks {
-    fn new(mask: &Tensor, heads: i64, precision: Precision) -> Result<Masks> {
+    fn new(mask: &Tensor, heads: i64, pass: &Pass, int8: bool) -> Result<Masks> {
+        let precision = pass.precision;
         let s = mask.size();
         let keep = mask.f_to_kind(Kind::Bool)?.f_view([s[0], 1, 1, s[1]])?;
         let zeros = Tensor::f_zeros(keep.size(), (Kind::Float, keep.device()))?;
@@ -555,8 +570,11 @@ impl Masks {
         // Reading the answer back waits for the device, which a GPU batch
         // should not; there the mask always goes to the kernel.
         let unpadded = mask.device() == tch::Device::Cpu && keep.f_all()?.f_int64_value(&[])? == 1;
-        let additive = bias.f_expand([s[0], heads, 1, s[1]], false)?.f_reshape([s[0] * heads, 1, s[1]])?;
-        let lengths = match mask.device() == tch::Device::Cpu && !unpadded {
+        let additive = match pass.dropout.is_on() {
+            true => Some(bias.f_expand([s[0], heads, 1, s[1]], false)?.f_reshape([s[0] * heads, 1, s[1]])?),
+            false => None,
+        };
+        let lengths = match int8 && mask.device() == tch::Device::Cpu && !unpadded {
             true => {
                 let positions = Tensor::f_arange_start(1, s[1] + 1, (Kind::Int64, mask.device()))?;
                 Some(mask.f_to_kind(Kind::Int64)?.f_mul(&positions)?.f_amax([1].as_slice(), false)?)
@@ -645,10 +663,8 @@ impl BertClassifier {
             bert: Encoder {
                 embeddings: self.bert.embeddings.shallow(),
                 project: self.bert.project.as_ref().map(|p| p.for_inference(head)).transpose()?,
-                // The last layer stays unfused: classification projects its
-                // queries for `[CLS]` alone.
                 layers: (self.bert.layers.iter().enumerate())
-                    .map(|(i, l)| l.for_inference(weights, i + 1 < n))
+                    .map(|(i, l)| l.for_inference(weights, i + 1 == n))
                     .collect::<Result<_>>()?,
                 pooler: self.bert.pooler.for_inference(head)?,
             },
@@ -666,7 +682,8 @@ impl BertClassifier {
     }
 
     fn encode(&self, batch: &Batch, pass: &Pass, cls_only_last: bool) -> Result<Tensor> {
-        let masks = Masks::new(&batch.mask, self.config.num_attention_heads, pass.precision)?;
+        let int8 = self.bert.layers.first().is_some_and(|l| l.attn_out.is_int8());
+        let masks = Masks::new(&batch.mask, self.config.num_attention_heads, pass, int8)?;
         let mut x = self.bert.embeddings.forward(&batch.ids, batch.types.as_ref(), pass)?;
         if let Some(project) = &self.bert.project {
             x = project.forward(&x, pass.precision)?.f_to_kind(Kind::Float)?;
