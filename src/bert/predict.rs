@@ -80,6 +80,35 @@ impl<'a> Prepared<'a> {
     fn model(&self) -> &BertClassifier {
         self.copy.as_ref().unwrap_or(&self.clf.model)
     }
+
+    fn device(&self) -> Device {
+        self.clf.vs.device()
+    }
+
+    fn classes(&self) -> usize {
+        self.clf.model.num_labels as usize
+    }
+
+    /// Runs the model over this rank's share ([`my_batches`]) of the
+    /// length-sorted batches of rows as long as `lengths`, each made by
+    /// `collate`, and hands each batch's rows and logits to `each`.
+    fn run_batches(
+        &self,
+        cluster: &Cluster,
+        lengths: &[usize],
+        batch_size: usize,
+        collate: impl Fn(&[usize], Device) -> Result<model::Batch>,
+        mut each: impl FnMut(&[usize], tch::Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let pass = Pass::eval(self.precision);
+        let model = self.model();
+        for rows in my_batches(data::eval_batches(lengths, batch_size, max_len(self.clf)), cluster) {
+            let batch = collate(&rows, self.device())?;
+            each(&rows, model.logits(&batch, &pass)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Evaluates `model` on `set` over all ranks; every rank gets the totals.
@@ -90,35 +119,29 @@ pub fn evaluate(
     pad_id: i64,
     batch_size: usize,
 ) -> Result<Evaluation> {
-    let device = model.clf.vs.device();
-    let classes = model.clf.model.num_labels as usize;
+    let classes = model.classes();
     let multi = set.is_multi_label();
     let mut confusion = ConfusionMatrix::new(if multi { 0 } else { classes });
     let mut labelled = MultiLabelCounts::new(if multi { classes } else { 0 });
     let mut loss_sum = 0.0f64;
-    {
-        let _guard = tch::no_grad_guard();
-        let pass = Pass::eval(model.precision);
-        let (limit, model) = (max_len(model.clf), model.model());
-        for rows in my_batches(data::eval_batches(&set.lengths(), batch_size, limit), cluster) {
-            let batch = set.batch(&rows, pad_id, device)?;
-            let labels = set.labels_of(&rows, device)?;
-            let logits = model.logits(&batch, &pass)?;
-            loss_sum += model::loss_sum(&logits, &labels)?.f_double_value(&[])?;
-            if multi {
-                // A label is given where its sigmoid reaches 0.5: its logit is 0 or more.
-                let given = Vec::<bool>::try_from(logits.f_ge(0.0)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-                for (r, predicted) in rows.iter().zip(given.chunks(classes.max(1))) {
-                    labelled.add(&set.sets[*r], predicted);
-                }
-                continue;
+    let collate = |rows: &[usize], device| set.batch(rows, pad_id, device);
+    model.run_batches(cluster, &set.lengths(), batch_size, collate, |rows, logits| {
+        let labels = set.labels_of(rows, model.device())?;
+        loss_sum += model::loss_sum(&logits, &labels)?.f_double_value(&[])?;
+        if multi {
+            // A label is given where its sigmoid reaches 0.5: its logit is 0 or more.
+            let given = Vec::<bool>::try_from(logits.f_ge(0.0)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+            for (r, predicted) in rows.iter().zip(given.chunks(classes.max(1))) {
+                labelled.add(&set.sets[*r], predicted);
             }
-            let predicted: Vec<i64> = Vec::<i64>::try_from(logits.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?;
-            for (r, p) in rows.iter().zip(predicted) {
-                confusion.add(set.labels[*r] as usize, p as usize);
-            }
+            return Ok(());
         }
-    }
+        let predicted: Vec<i64> = Vec::<i64>::try_from(logits.f_argmax(-1, false)?.f_to_device(Device::Cpu)?)?;
+        for (r, p) in rows.iter().zip(predicted) {
+            confusion.add(set.labels[*r] as usize, p as usize);
+        }
+        Ok(())
+    })?;
     let mut totals = confusion.to_flat();
     totals.extend(labelled.to_flat());
     totals.push(loss_sum);
@@ -142,23 +165,17 @@ pub fn logits(
     pad_id: i64,
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    let device = model.clf.vs.device();
-    let classes = model.clf.model.num_labels as usize;
+    let classes = model.classes();
     let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
     let mut flat = vec![0f32; ids.len() * classes];
-    {
-        let _guard = tch::no_grad_guard();
-        let pass = Pass::eval(model.precision);
-        let (limit, model) = (max_len(model.clf), model.model());
-        for rows in my_batches(data::eval_batches(&lengths, batch_size, limit), cluster) {
-            let batch = data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device)?;
-            let out = model.logits(&batch, &pass)?.f_to_device(Device::Cpu)?;
-            let probs: Vec<f32> = Vec::<f32>::try_from(out.f_flatten(0, -1)?)?;
-            for (k, r) in rows.iter().enumerate() {
-                flat[r * classes..(r + 1) * classes].copy_from_slice(&probs[k * classes..(k + 1) * classes]);
-            }
+    let collate = |rows: &[usize], device| data::collate(rows.iter().map(|&r| ids[r].as_slice()), pad_id, device);
+    model.run_batches(cluster, &lengths, batch_size, collate, |rows, logits| {
+        let probs: Vec<f32> = Vec::<f32>::try_from(logits.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+        for (k, r) in rows.iter().enumerate() {
+            flat[r * classes..(r + 1) * classes].copy_from_slice(&probs[k * classes..(k + 1) * classes]);
         }
-    }
+        Ok(())
+    })?;
     if cluster.size() > 1 {
         // Each row was computed by exactly one rank; the others hold zeros.
         let mut wide: Vec<f64> = flat.iter().map(|&p| f64::from(p)).collect();
