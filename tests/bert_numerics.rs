@@ -162,6 +162,30 @@ fn tiny_model_matches_transformers(name: &str, family: Family, pad_id: i64) -> (
     (config, tensors)
 }
 
+/// The variables of `clf` under the `new` prefixes hold transformers' fresh
+/// initialisation (weights from normal(0, initializer_range), zero biases);
+/// every other one holds its tensor in `checkpoint`.
+fn assert_initialised_as_transformers(clf: &Classifier, checkpoint: &HashMap<String, Tensor>, new: &[&str]) {
+    let r = clf.model.config.initializer_range;
+    assert!(r > 0.0, "the model's config lost its initializer_range: {r}");
+    for (name, var) in clf.vs.variables() {
+        if !new.iter().any(|p| name.starts_with(p)) {
+            let stored = &checkpoint[&name];
+            assert!(var.equal(stored), "{name} differs from the checkpoint");
+            continue;
+        }
+        let (mean, std) = (var.mean(Kind::Float).double_value(&[]), var.std(true).double_value(&[]));
+        if name.ends_with(".bias") {
+            assert_eq!(var.abs().max().double_value(&[]), 0.0, "{name} is not zero");
+        } else {
+            let n = var.numel() as f64;
+            assert!(mean.abs() < 5.0 * r / n.sqrt(), "{name}: mean {mean} for normal(0, {r})");
+            // 5 standard errors of each estimate.
+            assert!((std - r).abs() < 5.0 * r / (2.0 * n).sqrt(), "{name}: std {std} for normal(0, {r})");
+        }
+    }
+}
+
 /// `tensors` without the classification head, plus `extra` (zeros).
 fn base_model(tensors: &HashMap<String, Tensor>, head: &[&str], extra: &str) -> HashMap<String, Tensor> {
     let mut base: HashMap<String, Tensor> = tensors
@@ -272,9 +296,14 @@ fn distilbert_matches_transformers() {
     assert_eq!((config.hidden_size, config.intermediate_size, config.head_dropout()), (32, 64, 0.3));
     // A pre-trained DistilBERT, as distilbert-base-uncased is: its masked-LM head is not used.
     let base = base_model(&tensors, &["classifier.", "pre_classifier."], "vocab_transform.weight");
-    let (_, report) = Classifier::build(&config, 2, Device::Cpu, &base, "base", false).unwrap();
+    let (clf, report) = Classifier::build(&config, 2, Device::Cpu, &base, "base", false).unwrap();
     assert_eq!(report.new, ["classifier.bias", "classifier.weight", "pre_classifier.bias", "pre_classifier.weight"]);
     assert_eq!(report.unused, ["vocab_transform.weight"]);
+    assert_initialised_as_transformers(&clf, &base, &["classifier.", "pre_classifier."]);
+    // A fine-tuned model's head of another shape (3 classes here) is drawn anew too.
+    let (clf, report) = Classifier::build(&config, 2, Device::Cpu, &tensors, "3 classes", false).unwrap();
+    assert_eq!(report.new, ["classifier.bias (checkpoint has [3])", "classifier.weight (checkpoint has [3, 32])"]);
+    assert_initialised_as_transformers(&clf, &tensors, &["classifier."]);
     // Written back for transformers under DistilBERT's names.
     let labels = config.class_labels(3, Path::new("config.json")).unwrap();
     let out = config.for_classification(&labels);

@@ -55,8 +55,9 @@ pub struct Classifier {
 impl Classifier {
     /// Builds a classifier over `num_labels` classes on `device` and loads
     /// `tensors` into it (see [`weights::load_into`]). Parts the checkpoint
-    /// lacks keep Hugging Face's initialisation, drawn from the current torch
-    /// seed.
+    /// lacks get Hugging Face's initialisation, drawn from the current torch
+    /// seed; the rest is built as zeros, not drawn (for bert-base, drawing
+    /// 110M weights that the checkpoint overwrites took most of a second).
     pub fn build(
         config: &BertConfig,
         num_labels: i64,
@@ -66,8 +67,10 @@ impl Classifier {
         require_head: bool,
     ) -> Result<(Classifier, LoadReport)> {
         let vs = VarStore::new(device);
-        let model = BertClassifier::new(&vs.root(), config, num_labels);
-        let report = weights::load_into(&vs, config.family(), tensors, what, require_head)?;
+        let blank = BertConfig { initializer_range: 0.0, ..config.clone() };
+        let mut model = BertClassifier::new(&vs.root(), &blank, num_labels);
+        model.config = config.clone();
+        let report = weights::load_into(&vs, config, tensors, what, require_head)?;
         Ok((Classifier { vs, model }, report))
     }
 }

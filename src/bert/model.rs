@@ -96,11 +96,7 @@ impl Linear {
     }
 
     fn new(p: nn::Path, input: i64, output: i64, init_range: f64) -> Linear {
-        let cfg = LinearConfig {
-            ws_init: Init::Randn { mean: 0.0, stdev: init_range },
-            bs_init: Some(Init::Const(0.0)),
-            bias: true,
-        };
+        let cfg = LinearConfig { ws_init: normal(init_range), bs_init: Some(Init::Const(0.0)), bias: true };
         let l = nn::linear(p, input, output, cfg);
         let bs = l.bs.unwrap_or_else(|| Tensor::zeros([output], (Kind::Float, tch::Device::Cpu)));
         Linear { ws: l.ws, bs, packed: None }
@@ -218,7 +214,7 @@ struct Embeddings {
 
 impl Embeddings {
     fn new(p: nn::Path, c: &BertConfig) -> Embeddings {
-        let init = Init::Randn { mean: 0.0, stdev: c.initializer_range };
+        let init = normal(c.initializer_range);
         let width = c.embedding_width();
         Embeddings {
             word: (&p / "word_embeddings").var("weight", &[c.vocab_size, width], init),
@@ -342,6 +338,15 @@ const ALBERT_LAYER: [&str; 8] = [
     "ffn_output",
     "full_layer_layer_norm",
 ];
+
+/// normal(0, `stdev`) weights; zeros, without drawing, for `stdev` 0 (a model
+/// built to have its weights loaded, see [`super::Classifier::build`]).
+fn normal(stdev: f64) -> Init {
+    match stdev == 0.0 {
+        true => Init::Const(0.0),
+        false => Init::Randn { mean: 0.0, stdev },
+    }
+}
 
 /// `p` / each part of a dotted name.
 fn sub<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use super::config::Family;
+use super::config::{BertConfig, Family};
 use super::hub::{ModelFiles, Weights};
 use super::torch_pickle;
 use crate::bail_usage;
@@ -131,14 +131,17 @@ fn is_new_part(name: &str) -> bool {
 
 /// Copies a checkpoint into `vs` (converting to each variable's dtype). With
 /// `require_head`, the classifier must be in the checkpoint (a fine-tuned
-/// model); otherwise a classifier of another shape counts as new.
+/// model); otherwise a classifier of another shape counts as new. New parts
+/// (all linear layers) get Hugging Face's initialisation: weights drawn from
+/// normal(0, `initializer_range`), zero biases.
 pub fn load_into(
     vs: &VarStore,
-    family: Family,
+    config: &BertConfig,
     tensors: &HashMap<String, Tensor>,
     what: &str,
     require_head: bool,
 ) -> Result<LoadReport> {
+    let family = config.family();
     let mut by_ours: HashMap<String, &Tensor> = HashMap::new();
     let mut report = LoadReport::default();
     for (stored, t) in tensors {
@@ -150,7 +153,7 @@ pub fn load_into(
         }
     }
     let vars = vs.variables();
-    let mut missing = Vec::new();
+    let (mut missing, mut fresh) = (Vec::new(), Vec::new());
     let _guard = tch::no_grad_guard();
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
@@ -164,6 +167,7 @@ pub fn load_into(
             }
             Some(src) if name.starts_with("classifier.") && !require_head => {
                 report.new.push(format!("{name} (checkpoint has {:?})", src.size()));
+                fresh.push(name.clone());
             }
             Some(src) => bail_usage!(
                 "{what}: tensor {name} has shape {:?} but the model (from config.json) needs {:?}",
@@ -186,6 +190,13 @@ pub fn load_into(
             );
         }
         bail_usage!("{what} is not a complete {} checkpoint: it lacks {}{more}", family.prefix(), broken[0]);
+    }
+    for name in fresh.iter().chain(&new) {
+        let mut var = vars[name].shallow_clone();
+        let _ = match name.ends_with(".weight") {
+            true => var.f_normal_(0.0, config.initializer_range)?,
+            false => var.f_zero_()?,
+        };
     }
     report.new.extend(new);
     Ok(report)
