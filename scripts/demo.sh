@@ -24,9 +24,9 @@ echo "== mpiexec -n 2 mnist-cnn --epochs 1   (the full MNIST from the venv's mni
 HPCML_PROGRESS=off mpiexec -n 2 "$bin/mnist-cnn" --epochs 1 -o "$out/mnist"
 
 echo
-echo "== mpiexec -n 2 bert-classifier -d cpu --epochs 2   (the offline MiniLM, generated spam/ham texts)"
+echo "== mpiexec -n 2 bert-classifier -d cpu --epochs 3   (the offline MiniLM, generated spam/ham texts)"
 .venv/bin/python benches/python/make_sms_like.py "$out/sms" --train 480 --valid 120 --test 120
-HPCML_PROGRESS=off mpiexec -n 2 "$bin/bert-classifier" -d cpu -s "$out/sms" -o "$out/bert" --epochs 2
+HPCML_PROGRESS=off mpiexec -n 2 "$bin/bert-classifier" -d cpu -s "$out/sms" -o "$out/bert" --epochs 3
 "$bin/bert-classifier" predict -m "$out/bert" -d cpu "Are we still on for lunch tomorrow?" \
   "WINNER! You have been selected for a 1000 cash prize. Call 09061701461 now to claim"
 
